@@ -1,0 +1,88 @@
+"""Shared test fixtures: every test is checked for leaked descriptors, leaked
+threads and swallowed errors.
+
+* Descriptors: the entries of /proc/self/fd (or /dev/fd) are counted before
+  and after each test, after a garbage collection.
+* Threads: every thread a test started must have ended by the end of the test
+  (each is given a bounded join first).
+* Swallowed errors: threadlisten logs an exception raised by a callback on the
+  ``threadlisten`` logger instead of raising it in the loop thread, so a failed
+  ``assert`` inside a test's callback would pass unnoticed.  Any ERROR record on
+  that logger fails the test unless the test is marked ``allow_error_logs``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+#: How long a finished test's threads get to end before they count as leaked.
+THREAD_JOIN_TIMEOUT = 10.0
+
+
+def open_fds() -> set[int]:
+    """Return the set of descriptors open in this process."""
+    for path in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(path):
+            fds = set()
+            for name in os.listdir(path):
+                fd = int(name)
+                try:
+                    os.fstat(fd)
+                except OSError:
+                    continue  # the descriptor listdir itself used
+                fds.add(fd)
+            return fds
+    raise RuntimeError("cannot list open descriptors on this platform")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_error_logs: the test expects ERROR records on the threadlisten logger"
+    )
+    config.addinivalue_line("markers", "allow_fd_leak: the test's descriptors are checked by hand")
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaks a descriptor or a thread, or logs an error."""
+    gc.collect()
+    fds_before = open_fds()
+    threads_before = set(threading.enumerate())
+    handler = _ErrorRecords()
+    logger = logging.getLogger("threadlisten")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    new_threads = [t for t in threading.enumerate() if t not in threads_before]
+    for thread in new_threads:
+        thread.join(THREAD_JOIN_TIMEOUT)
+    alive = [t.name for t in new_threads if t.is_alive()]
+    assert not alive, f"threads leaked by the test: {alive}"
+    gc.collect()
+    leaked = open_fds() - fds_before
+    if not request.node.get_closest_marker("allow_fd_leak"):
+        assert not leaked, f"descriptors leaked by the test: {sorted(leaked)}"
+    if not request.node.get_closest_marker("allow_error_logs"):
+        messages = [
+            r.getMessage()
+            + (f"\n{logging.Formatter().formatException(r.exc_info)}" if r.exc_info else "")
+            for r in handler.records
+        ]
+        assert not messages, "errors logged on 'threadlisten':\n" + "\n".join(messages)

@@ -1,0 +1,126 @@
+"""The runtime seam: where the event base and the listener get their locks,
+clock, selector, wake-up sockets, threads and scheduling points.
+
+This mirrors libevent's ``evthread_set_lock_callbacks``: the core never calls
+``threading.RLock()`` or ``time.monotonic()`` itself, it asks its ``Runtime``.
+Production uses ``Runtime()`` (plain ``threading``, the real clock, the
+platform's ``selectors.DefaultSelector``, and a ``point()`` that does nothing).
+Checkers replace it: the lock checker hands out checked locks, the schedule
+explorer hands out locks and points that park the calling thread until a
+controller lets it run, and regression tests use ``point()`` to hold a thread
+inside a race window.
+
+Scheduling points are named by a short string (``kind``) plus keyword details.
+The core calls ``point()`` at the places where another thread's action makes
+a difference; the kinds in use are listed in ``POINT_KINDS``.
+
+Thread-safety: a ``Runtime`` is shared by every object built from it and its
+methods may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+__all__ = [
+    "POINT_KINDS",
+    "LockLike",
+    "Runtime",
+    "get_default_runtime",
+    "set_default_runtime",
+]
+
+#: Scheduling points the core announces, with where each one is.
+POINT_KINDS: dict[str, str] = {
+    "listener.dispatched": "the loop has dispatched a listener's read event and has not "
+    "yet taken the listener lock (libevent's deadlock window)",
+    "listener.refcount": "a listener's refcount changed (info: listener, refcount)",
+    "listener.accepted": "accept() returned a connection (info: listener)",
+    "listener.callback_enter": "a user callback is about to run (info: listener, which)",
+    "listener.callback_exit": "a user callback returned (info: listener, which)",
+    "listener.destroy": "a listener is being destroyed (info: listener)",
+    "event.register": "an Event was added to the base (info: event)",
+    "event.unregister": "an Event was deleted from the base (info: event)",
+    "base.wakeup": "a thread woke the loop thread (info: base)",
+    "base.handoff": "a callable was handed to the loop thread (info: base)",
+}
+
+
+class LockLike(Protocol):
+    """What the core needs of a lock: ``threading.Lock``/``RLock`` fit."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> bool: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+
+
+class Runtime:
+    """The production runtime: real threads, real clock, real sockets.
+
+    Subclass it to check or to control the core (see ``threadlisten.debug``
+    and ``threadlisten.testing``).  Every method may be called from any thread.
+    """
+
+    def rlock(self, name: str) -> LockLike:
+        """Return a new recursive lock of lock class *name* (e.g. ``"listener.lock"``)."""
+        return threading.RLock()
+
+    def lock(self, name: str) -> LockLike:
+        """Return a new non-recursive lock of lock class *name* (e.g. ``"base.lock"``)."""
+        return threading.Lock()
+
+    def point(self, kind: str, **info: Any) -> None:
+        """A scheduling point: a no-op here; see ``POINT_KINDS`` for the kinds."""
+
+    def monotonic(self) -> float:
+        """Return the loop clock in seconds (``time.monotonic``)."""
+        return time.monotonic()
+
+    def selector(self) -> selectors.BaseSelector:
+        """Return a new selector for an event base (``selectors.DefaultSelector``)."""
+        return selectors.DefaultSelector()
+
+    def socketpair(self) -> tuple[socket.socket, socket.socket]:
+        """Return a connected pair of sockets for an event base's wake-up channel."""
+        return socket.socketpair()
+
+    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        """Return a new, unstarted daemon thread that runs *target*."""
+        return threading.Thread(target=target, name=name, daemon=True)
+
+
+_default_runtime: Runtime = Runtime()
+
+
+def get_default_runtime() -> Runtime:
+    """Return the runtime that new event bases use when given none."""
+    return _default_runtime
+
+
+def set_default_runtime(runtime: Runtime) -> Runtime:
+    """Make *runtime* the default for event bases created from now on.
+
+    Returns the previous default.  Objects that already exist keep theirs, which
+    is why lock debugging must be switched on before anything is created.
+    """
+    global _default_runtime
+    if not isinstance(runtime, Runtime):
+        raise TypeError(f"runtime must be a Runtime, not {type(runtime).__name__}")
+    previous, _default_runtime = _default_runtime, runtime
+    return previous
