@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "POINT_KINDS",
@@ -36,6 +36,8 @@ __all__ = [
     "set_default_runtime",
 ]
 
+_T = TypeVar("_T")
+
 #: Scheduling points the core announces, with where each one is.
 POINT_KINDS: dict[str, str] = {
     "listener.dispatched": "the loop has dispatched a listener's read event and has not "
@@ -44,7 +46,14 @@ POINT_KINDS: dict[str, str] = {
     "listener.accepted": "accept() returned a connection (info: listener)",
     "listener.callback_enter": "a user callback is about to run (info: listener, which)",
     "listener.callback_exit": "a user callback returned (info: listener, which)",
-    "listener.destroy": "a listener is being destroyed (info: listener)",
+    "listener.destroy": "a listener is being destroyed, its lock held (info: listener)",
+    "listener.destroyed": "destroy finished and the listener lock was released for the "
+    "last time (info: listener)",
+    "listener.backoff_expired": "an error back-off timer fired, on the loop thread, before "
+    "the listener lock is taken (info: listener)",
+    "base.loop_enter": "this thread starts running the loop (info: base)",
+    "base.loop_exit": "this thread stops running the loop (info: base)",
+    "base.wait_loop": "this thread is about to wait for the loop thread to end (info: base)",
     "event.register": "an Event was added to the base (info: event)",
     "event.unregister": "an Event was deleted from the base (info: event)",
     "base.wakeup": "a thread woke the loop thread (info: base)",
@@ -103,6 +112,15 @@ class Runtime:
     def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         """Return a new, unstarted daemon thread that runs *target*."""
         return threading.Thread(target=target, name=name, daemon=True)
+
+    def listener_type(self, cls: type[_T]) -> type[_T]:
+        """Return the class to instantiate for a new listener of class *cls*.
+
+        Production returns *cls*.  The lock checker returns a subclass whose
+        guarded state checks that the lock is held; tests return subclasses
+        with seeded bugs.  Nothing in production pays for either.
+        """
+        return cls
 
 
 _default_runtime: Runtime = Runtime()

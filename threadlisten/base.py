@@ -245,6 +245,7 @@ class EventBase:
             # ran is forgotten; a loopexit() is a timer, so it is kept.
             self._break = False
             self._gotterm = False
+        self._rt.point("base.loop_enter", base=self)
         try:
             while self._stop_thread is not me:
                 ran = self._run_once(not nonblock, me)
@@ -260,6 +261,7 @@ class EventBase:
                 self._gotterm = False
                 # Wake-ups sent to the loop that just ended are stale.
                 self._wake_pending = False
+            self._rt.point("base.loop_exit", base=self)
 
     def _run_once(self, block: bool, me: threading.Thread) -> int:
         """One iteration: wait, collect what is active, run it; return callbacks run."""
@@ -521,6 +523,9 @@ class EventBase:
             if self._running:
                 self._break = True
                 self._wake_locked()
+        # Waiting for the loop thread: a thread holding a listener lock must
+        # never get here (docs/threading.md); the lock checker watches this point.
+        self._rt.point("base.wait_loop", base=self)
         thread.join(seconds)
         if thread.is_alive():
             raise TimeoutError(f"the loop thread did not end within {seconds} s")

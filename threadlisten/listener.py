@@ -358,7 +358,8 @@ class Listener:
         flags: LEV_OPT,
         max_accepts: int,
     ) -> Listener:
-        listener = cls(_CREATE, base, sock, wrapped, cb, arg, flags, max_accepts)
+        listener_cls = base.runtime.listener_type(cls)
+        listener = listener_cls(_CREATE, base, sock, wrapped, cb, arg, flags, max_accepts)
         if not flags & LEV_OPT.DISABLED:
             listener.enable()
         return listener
@@ -621,6 +622,9 @@ class Listener:
             self._refcount = 0
             self._point("listener.refcount", listener=self, refcount=0)
             self._lock.release()
+        # libevent frees the lock here and its debug locks assert that nobody
+        # holds it any more (the check that caught bug #341).
+        self._point("listener.destroyed", listener=self)
 
     def _destroy(self) -> None:
         # Lock held, refcount about to be 0, runs exactly once.  Nothing here
@@ -733,6 +737,7 @@ class Listener:
     def _backoff_expired(self) -> None:
         # Loop thread, from the back-off timer.  free() cancels the timer under
         # this lock, and a timer that had already started finds _backoff None.
+        self._point("listener.backoff_expired", listener=self)
         with self._lock:
             if self._freed or self._backoff is None:
                 return
