@@ -311,19 +311,22 @@ class EventBase:
                     ev._callback(ev._fileobj, what, ev._arg)
                 except Exception:
                     logger.exception("exception in event callback %r", ev._callback)
-        for handle in handles:
+        for i, handle in enumerate(handles):
             if self._break or self._stop_thread is me:
-                # Not run this round: put it back so it is not lost.
+                # Not run this round: put them back so none is lost, the
+                # callables ahead of any handed over since (FIFO order).
+                rest = handles[i:]
                 with self._lock:
-                    if isinstance(handle, TimerHandle):
-                        heapq.heappush(self._timers, (handle._when, next(self._seq), handle))
-                    else:
-                        self._ready.append(handle)
-                continue
+                    for h in rest:
+                        if isinstance(h, TimerHandle):
+                            heapq.heappush(self._timers, (h._when, next(self._seq), h))
+                    self._ready.extendleft(
+                        h for h in reversed(rest) if not isinstance(h, TimerHandle)
+                    )
+                break
             with self._lock:
                 if handle._cancelled:
                     continue
-                handle._cancelled = True  # it has started: cancel() is now a no-op
             ran += 1
             try:
                 handle._fn(*handle._args)
