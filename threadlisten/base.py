@@ -36,6 +36,7 @@ the lock just before its callback starts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -168,6 +169,7 @@ class EventBase:
         self._running = False
         self._owner: int | None = None  # thread ident of the loop thread while running
         self._thread: threading.Thread | None = None  # made by start_thread()
+        self._thread_done: threading.Event | None = None  # set when its loop has ended
         self._stop_thread: threading.Thread | None = None  # the thread stop() is ending
         self._break = False
         self._gotterm = False
@@ -480,21 +482,31 @@ class EventBase:
         with self._lock:
             if self._closed:
                 raise EventBaseClosedError("the event base is closed")
-            if self._running or (self._thread is not None and self._thread.is_alive()):
+            if self._running or self._has_live_thread():
                 raise RuntimeError("the event base already has a loop thread")
-            thread = self._rt.thread(self._thread_main, name)
+            done = threading.Event()
+            thread = self._rt.thread(functools.partial(self._thread_main, done), name)
             self._thread = thread
+            self._thread_done = done
             self._stop_thread = None
             # Started under the lock so that a racing stop() either sees no
             # thread at all or a started one it can join.
             thread.start()
         return thread
 
-    def _thread_main(self) -> None:
+    def _has_live_thread(self) -> bool:
+        # Lock held.  Judged by the thread's own "loop ended" event, not by
+        # Thread.is_alive(), which CPython < 3.13 can get wrong (see stop()).
+        done = self._thread_done
+        return self._thread is not None and done is not None and not done.is_set()
+
+    def _thread_main(self, done: threading.Event) -> None:
         try:
             self.dispatch()
         except Exception:
             logger.exception("the event base's loop thread failed")
+        finally:
+            done.set()
 
     def stop(self, timeout: float | None = None) -> None:
         """Break the loop of the thread made by ``start_thread()`` and join it.
@@ -518,7 +530,8 @@ class EventBase:
         seconds = None if timeout is None else check_timeout(timeout)
         with self._lock:
             thread = self._thread
-            if thread is None:
+            done = self._thread_done
+            if thread is None or done is None:
                 return
             if thread is threading.current_thread():
                 raise RuntimeError("stop() called on the loop thread; use loopbreak()")
@@ -529,12 +542,17 @@ class EventBase:
         # Waiting for the loop thread: a thread holding a listener lock must
         # never get here (docs/threading.md); the lock checker watches this point.
         self._rt.point("base.wait_loop", base=self)
-        thread.join(seconds)
-        if thread.is_alive():
+        # Not join() alone: on CPython < 3.13 a signal handler's exception
+        # (Ctrl-C) raised during join() marks a live thread as stopped
+        # (python/cpython#90882), and a later stop() would then return while
+        # the loop still runs.  Event.wait() is safe to interrupt.
+        if not done.wait(seconds):
             raise TimeoutError(f"the loop thread did not end within {seconds} s")
+        thread.join()  # returns at once: the thread has left its loop
         with self._lock:
             if self._thread is thread:
                 self._thread = None
+                self._thread_done = None
             if self._stop_thread is thread:
                 self._stop_thread = None
 
@@ -556,7 +574,7 @@ class EventBase:
         with self._lock:
             if self._closed:
                 return
-            if self._running or (self._thread is not None and self._thread.is_alive()):
+            if self._running or self._has_live_thread():
                 raise RuntimeError("cannot close an event base while its loop runs")
             self._closed = True
             for events in self._fd_events.values():
