@@ -25,7 +25,7 @@ from threadlisten.cli import main
 from threadlisten.echo import EchoServer
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "echo_server.py"
+EXAMPLE = ROOT / "examples" / "01_echo_server.py"
 
 #: Seconds a subprocess gets to start, and to end after a signal.
 START_TIMEOUT = 20.0

@@ -6,6 +6,9 @@ Commands:
 * ``demo``: the showcase: one THREADSAFE listener shared by a pool of worker
   threads, with backpressure, a callback swap and a free under load
   (``threadlisten.demo``).
+* ``trace``: a named scenario run with the lifecycle tracer, printed as a
+  sequence diagram and drawn as a swimlane picture (``threadlisten.trace``,
+  ``threadlisten._trace_scenarios``; matplotlib only for ``--out``).
 
 Each command is one ``_add_<name>`` function that registers its sub-parser
 and sets ``run`` to a function taking the parsed arguments and returning the
@@ -16,7 +19,9 @@ exit code.  The command modules are imported only when their command runs, so
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
+import sys
 from collections.abc import Callable
 
 __all__ = ["build_parser", "main"]
@@ -205,14 +210,97 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 # ------------------------------------------------------------------ trace
-#
-# Reserved for a future ``trace`` subcommand (record and replay the scheduling
-# points of threadlisten._runtime).  Add ``_add_trace(subparsers)`` here, with
-# a ``_run_trace(args) -> int``, and list it in _COMMANDS below.
+
+#: The picture formats ``trace --out`` writes, by file extension.
+_FIGURE_SUFFIXES = (".png", ".svg")
+
+
+def _figure_path(text: str) -> str:
+    """argparse type: a file name ending in .png or .svg."""
+    if not text.lower().endswith(_FIGURE_SUFFIXES):
+        raise argparse.ArgumentTypeError(f"must end in .png or .svg: {text!r}")
+    return text
+
+
+def _stream_takes(stream: object, text: str) -> bool:
+    """Whether *text* can be written to *stream* in its encoding."""
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _run_trace(args: argparse.Namespace) -> int:
+    from threadlisten._trace_scenarios import ScenarioError, run_scenario
+    from threadlisten._trace_text import GLYPHS, render_text
+
+    # Checked before running anything, so that a missing extra fails fast.
+    if args.out is not None and importlib.util.find_spec("matplotlib") is None:
+        print(
+            "trace: --out needs matplotlib; install it with: pip install 'threadlisten[trace]'",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        result = run_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"trace: {args.scenario} did not go as its story says: {exc}", file=sys.stderr)
+        return 1
+    ascii_only = args.ascii or not _stream_takes(sys.stdout, GLYPHS)
+    print(render_text(result, ascii_only=ascii_only))
+    if args.out is not None:
+        from threadlisten._trace_plot import render_figure
+
+        render_figure(result, args.out, axis=args.axis)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_trace(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from threadlisten._trace_scenarios import SCENARIOS
+
+    listing = "\n".join(f"  {s.name:<26} {s.title}" for s in SCENARIOS.values())
+    p = subparsers.add_parser(
+        "trace",
+        help="trace a listener's lifecycle in a named scenario; print it, draw it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Run a scenario on real loopback sockets with the lifecycle tracer on\n"
+            "(threadlisten.trace), print a text sequence diagram (one column per\n"
+            "thread: who holds the listener lock, who waits, the refcount), and\n"
+            "with --out draw a swimlane picture (needs matplotlib: the 'trace'\n"
+            "extra).  The scenarios are deterministic: every run records the same\n"
+            "steps in the same order.  Exit status 1 if a scenario did not go as\n"
+            "its story says.\n\nscenarios:\n" + listing
+        ),
+    )
+    p.add_argument("scenario", choices=list(SCENARIOS), metavar="SCENARIO", help="see above")
+    p.add_argument(
+        "--out",
+        type=_figure_path,
+        default=None,
+        metavar="FILE",
+        help="also draw the swimlane picture to FILE (.png or .svg)",
+    )
+    p.add_argument(
+        "--axis",
+        choices=("step", "time"),
+        default="step",
+        help="x axis of the picture: one step per event (the same on every run) "
+        "or milliseconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ascii", action="store_true", help="plain ASCII in the text diagram, no box drawing"
+    )
+    p.set_defaults(run=_run_trace)
+
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_echo,
     _add_demo,
+    _add_trace,
 )
 
 

@@ -3,10 +3,10 @@
 
 Run it and talk to it::
 
-    python examples/echo_server.py            # listens on 127.0.0.1:9876
+    python examples/01_echo_server.py         # listens on 127.0.0.1:9876
     printf hello | nc -q1 127.0.0.1 9876      # prints: hello
 
-or check it on its own: ``python examples/echo_server.py --self-test``.
+or check it on its own: ``python examples/01_echo_server.py --self-test``.
 
 It reads top to bottom like the C original: ``echo_read_cb`` and
 ``echo_event_cb`` (here a ``Connection`` made of two ``Event`` objects stands
@@ -14,6 +14,9 @@ in for the bufferevent), ``accept_conn_cb``, ``accept_error_cb``, then ``main``.
 The one difference: ``event_base_dispatch`` runs in an acceptor thread, and
 the main thread frees the listener on Ctrl-C, which a THREADSAFE listener
 allows from any thread.
+
+This is example 1 of the ladder in examples/README.md; next,
+``02_worker_pool_backpressure.py`` hands the connections to worker threads.
 """
 
 from __future__ import annotations
