@@ -21,6 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
+# The whole suite runs lock-checked, as libevent's regress suite runs with
+# debug locks; THREADLISTEN_LOCK_DEBUG=0 turns it off for a timing comparison.
+os.environ.setdefault("THREADLISTEN_LOCK_DEBUG", "1")
+import threadlisten.debug  # installs the checker before any base exists
+
 #: How long a finished test's threads get to end before they count as leaked.
 THREAD_JOIN_TIMEOUT = 10.0
 
@@ -61,6 +66,7 @@ class _ErrorRecords(logging.Handler):
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if it leaks a descriptor or a thread, or logs an error."""
     gc.collect()
+    threadlisten.debug.clear_errors()
     fds_before = open_fds()
     threads_before = set(threading.enumerate())
     handler = _ErrorRecords()
@@ -86,3 +92,5 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
             for r in handler.records
         ]
         assert not messages, "errors logged on 'threadlisten':\n" + "\n".join(messages)
+    found = threadlisten.debug.errors()
+    assert not found, "lock checker:\n" + "\n".join(f"[{e.check}] {e}" for e in found)

@@ -14,7 +14,10 @@ Modules, in the order a newcomer should read them:
 * ``threadlisten._accept_errors`` -- how each accept() errno is handled;
 * ``threadlisten._sockets`` -- making and checking listening sockets;
 * ``threadlisten._runtime`` -- the seam for locks, clock and scheduling points;
-* ``threadlisten.errors``   -- the exception types.
+* ``threadlisten.errors``   -- the exception types;
+* ``threadlisten.debug``    -- the lock checker (``THREADLISTEN_LOCK_DEBUG=1``);
+* ``threadlisten.trace``    -- the lifecycle tracer (``python -m threadlisten trace``);
+* ``threadlisten.compat``   -- libevent's names, for porting C code line by line.
 """
 
 from __future__ import annotations
@@ -64,3 +67,8 @@ __all__ = [
     "ListenerFreedError",
     "TimerHandle",
 ]
+
+import os as _os
+
+if _os.environ.get("THREADLISTEN_LOCK_DEBUG"):  # parsed by threadlisten.debug: 1/true/yes/on
+    import threadlisten.debug  # noqa: F401  (installs the lock checker as the default runtime)

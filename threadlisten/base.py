@@ -247,8 +247,10 @@ class EventBase:
             # ran is forgotten; a loopexit() is a timer, so it is kept.
             self._break = False
             self._gotterm = False
-        self._rt.point("base.loop_enter", base=self)
         try:
+            # Inside the try: a checker's point() may raise, and the base
+            # must not be left marked as running.
+            self._rt.point("base.loop_enter", base=self)
             while self._stop_thread is not me:
                 ran = self._run_once(not nonblock, me)
                 if self._break or self._gotterm or self._stop_thread is me:

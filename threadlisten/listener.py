@@ -611,8 +611,11 @@ class Listener:
         refcount = self._refcount - 1
         if refcount:
             self._refcount = refcount
-            self._point("listener.refcount", listener=self, refcount=refcount)
-            self._lock.release()
+            try:
+                self._point("listener.refcount", listener=self, refcount=refcount)
+            finally:
+                # A checker's point() may raise: the lock is released anyway.
+                self._lock.release()
             return
         try:
             self._destroy()
@@ -620,8 +623,10 @@ class Listener:
             # 0 only once destroy has finished: readers take the lock, and
             # they get it only after this.
             self._refcount = 0
-            self._point("listener.refcount", listener=self, refcount=0)
-            self._lock.release()
+            try:
+                self._point("listener.refcount", listener=self, refcount=0)
+            finally:
+                self._lock.release()
         # libevent frees the lock here and its debug locks assert that nobody
         # holds it any more (the check that caught bug #341).
         self._point("listener.destroyed", listener=self)
@@ -661,8 +666,8 @@ class Listener:
             # free()/disable()/set_cb(None) won the race for the lock.
             self._lock.release()
             return
-        self._incref()
         try:
+            self._incref()  # its point() may raise: the reference is taken first
             self._accept_batch()
         finally:
             self._decref_and_unlock()
