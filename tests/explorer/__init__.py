@@ -1,0 +1,1 @@
+"""Tests of the deterministic schedule explorer (``threadlisten.testing``)."""
