@@ -35,6 +35,10 @@ DEFAULT_BACKLOG = 128
 TCP_KEEPALIVE_IDLE = 300
 
 _INT_MAX = 2**31 - 1
+#: sin6_flowinfo carries a 20-bit flow label; sin6_scope_id is 32 bits.
+#: socket.bind() on 3.11 truncates larger values silently.
+_FLOWINFO_MAX = 2**20 - 1
+_SCOPE_ID_MAX = 2**32 - 1
 
 Address = tuple[Any, ...] | str | bytes
 
@@ -95,8 +99,9 @@ def resolve_address(address: object) -> tuple[socket.AddressFamily, Any]:
     if len(address) == 4:
         flowinfo, scope_id = address[2], address[3]
         for name, value in (("flowinfo", flowinfo), ("scope_id", scope_id)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+            limit = _FLOWINFO_MAX if name == "flowinfo" else _SCOPE_ID_MAX
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+                raise ValueError(f"{name} must be an int in 0..{limit}, not {value!r}")
         family = socket.AF_INET6
     else:
         family = socket.AF_INET6 if ":" in host else socket.AF_UNSPEC
@@ -195,7 +200,9 @@ def adopt_socket(sock: object) -> tuple[socket.socket, bool]:
         wrapped = False
         obj = sock
     elif isinstance(sock, int) and not isinstance(sock, bool):
-        if sock < 0:
+        # socket.socket(fileno=...) truncates to a C int: 2**32 + fd would
+        # silently adopt (and CLOSE_ON_FREE close) descriptor fd.
+        if not 0 <= sock <= _INT_MAX:
             raise ValueError(f"invalid file descriptor {sock}")
         obj = socket.socket(fileno=sock)
         wrapped = True

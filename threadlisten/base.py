@@ -54,6 +54,13 @@ __all__ = ["EventBase", "Handle", "TimerHandle"]
 
 logger = logging.getLogger("threadlisten")
 
+#: The longest the loop waits in select(), in seconds.  A timer further away
+#: is simply waited for in steps: epoll/poll take the timeout as an int of
+#: milliseconds (about 24.8 days at most) and raise OverflowError beyond it,
+#: which would end the loop thread.  asyncio caps it the same way
+#: (base_events.MAXIMUM_SELECT_TIMEOUT, 24 hours).
+MAX_SELECT_TIMEOUT = 24 * 3600.0
+
 
 def _selector_mask(what: int) -> int:
     mask = 0
@@ -274,7 +281,7 @@ class EventBase:
             if self._ready or self._break or not block:
                 timeout: float | None = 0.0
             elif self._timers:
-                timeout = max(0.0, self._timers[0][0] - rt.monotonic())
+                timeout = min(max(0.0, self._timers[0][0] - rt.monotonic()), MAX_SELECT_TIMEOUT)
             else:
                 timeout = None
         ready = self._selector.select(timeout)
@@ -548,6 +555,8 @@ class EventBase:
         # (Ctrl-C) raised during join() marks a live thread as stopped
         # (python/cpython#90882), and a later stop() would then return while
         # the loop still runs.  Event.wait() is safe to interrupt.
+        if seconds is not None and seconds > threading.TIMEOUT_MAX:
+            seconds = None  # beyond what threading can wait (~292 years): for ever
         if not done.wait(seconds):
             raise TimeoutError(f"the loop thread did not end within {seconds} s")
         thread.join()  # returns at once: the thread has left its loop

@@ -33,6 +33,10 @@ EV_PERSIST = 0x10
 
 _KNOWN = EV_TIMEOUT | EV_READ | EV_WRITE | EV_PERSIST
 
+#: Descriptors are C ints; a larger int would make the selector raise
+#: OverflowError (or be truncated to another descriptor).
+_INT_MAX = 2**31 - 1
+
 #: ``callback(fileobj, what, arg)``
 EventCallback = Callable[[Any, int, Any], None]
 
@@ -57,7 +61,7 @@ def fd_of(fileobj: object) -> int:
         fd = fileno()
         if not isinstance(fd, int):
             raise TypeError("fileno() did not return an int")
-    if fd < 0:
+    if fd < 0 or fd > _INT_MAX:
         raise ValueError(f"invalid file descriptor {fd} (is the socket closed?)")
     return fd
 
