@@ -580,13 +580,6 @@ class WatchedRuntime(Runtime):
         return _WatchedRLock(self.contended)
 
 
-@pytest.mark.skipif(
-    "_gate" not in Listener.__slots__,
-    reason="finding 1 (docs/stress.md): the listener lock is not fair, so today free() may "
-    "wait for batch after batch (the loop thread takes the lock again before the waiting "
-    "thread wakes; it happens in some runs and not others, so no strict xfail can pin it); "
-    "this test runs once the proposed gate is in",
-)
 def test_free_from_another_thread_waits_for_the_batch_in_progress_only(clients: Clients) -> None:
     """README: "a call from another thread waits at most for the batch of
     accepts in progress".  With ``max_accepts=2``, eight queued connections

@@ -57,8 +57,13 @@ lock-wait-timeout       a blocking acquire waited longer than            the han
 Lock classes: ``listener.lock`` (recursive, one per THREADSAFE listener),
 ``base.lock`` (plain, one per base) and the pseudo-class ``base.dispatch``,
 "held" by the loop thread while it runs a base's loop and waited for by
-``EventBase.stop()``.  Same-class nesting (two listeners' locks) is ordered
-per instance: see ``threadlisten._lockdep``.  ``lockdep_report()`` returns
+``EventBase.stop()``.  ``listener.gate`` (plain, one per THREADSAFE listener)
+is checked as a lock (owner, release, wait limit) but left out of the order
+checks (``GATE_CLASSES``): it is held only while waiting for its own
+listener's lock, so its order is that lock's, which a public call records
+as a blocking acquisition even when it takes the lock without waiting.
+Same-class nesting (two listeners' locks) is ordered per instance: see
+``threadlisten._lockdep``.  ``lockdep_report()`` returns
 the graph (``.to_dot()``, ``.write_dot(path)``); ``reset_lockdep()`` empties it.
 
 Where an error surfaces.  Every check raises in the thread that broke the
@@ -126,6 +131,7 @@ from threadlisten.listener import Listener
 
 __all__ = [
     "ENV_VAR",
+    "GATE_CLASSES",
     "DebugLock",
     "DebugRuntime",
     "Edge",
@@ -152,6 +158,16 @@ _T = TypeVar("_T")
 
 #: The process-wide lock-order graph every ``DebugRuntime`` reports to.
 _graph = LockGraph()
+
+#: Lock classes left out of the order checks: a gate is held only while its
+#: holder waits for the one lock it guards (a THREADSAFE listener's public
+#: calls wait for ``listener.lock`` holding ``listener.gate``, so that the
+#: loop thread cannot start a new batch meanwhile).  Its order is that lock's,
+#: and ``_OrderedCallerLock`` records it.  Ordered as a class of its own, the
+#: gate would make a callback of listener A that waits for listener B's lock
+#: report ``listener.lock -> listener.gate -> listener.lock``: a cycle of
+#: classes with no cycle of locks behind it (A's lock, B's gate, B's lock).
+GATE_CLASSES: Final = frozenset({"listener.gate"})
 
 
 def lockdep_report() -> LockdepReport:
@@ -332,6 +348,50 @@ def _checked_call(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
     return checked
 
 
+class _OrderedCallerLock:
+    """A THREADSAFE listener's caller lock, with the order of a blocking acquisition.
+
+    The listener's public calls take its lock through ``_CallerLock``: a
+    try-acquire first, and only if that fails a wait holding the gate.  A
+    try-acquire adds no lock-order edge, so without this wrapper lockdep would
+    see a nested call (listener A's callback calling listener B) only when
+    B's lock happened to be taken at that moment: the very luck lockdep exists
+    to do without.  But the call *is* a blocking acquisition (it waits when
+    the lock is taken), so this records its order first, whenever the calling
+    thread does not hold the lock already (a callback calling its own
+    listener only recurses).
+    """
+
+    __slots__ = ("_caller", "_lock")
+
+    def __init__(self, caller: LockLike, lock: DebugLock) -> None:
+        self._caller = caller
+        self._lock = lock
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        lock = self._lock
+        if blocking and timeout < 0 and not lock.held_by_me():
+            held = held_locks()
+            if held:
+                _graph.check_acquire(lock, held)
+        return self._caller.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._caller.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+        /,
+    ) -> None:
+        self._caller.release()
+
+
 def _make_checked_type(cls: type[Any]) -> type[Any]:
     parent_init = cls.__init__
     parent_repr = _lookup(cls, "__repr__")
@@ -351,6 +411,8 @@ def _make_checked_type(cls: type[Any]) -> type[Any]:
         lock = self._lock
         if isinstance(lock, TrackedLock):
             lock.label = _listener_name(self)
+        if isinstance(lock, DebugLock) and self._caller_lock is not lock:
+            self._caller_lock = _OrderedCallerLock(self._caller_lock, lock)
         if self._flags & LEV_OPT.THREADSAFE:
             self._dbg_guard = lock if isinstance(lock, TrackedLock) else None
         else:
@@ -498,10 +560,12 @@ class DebugRuntime(Runtime):
         """Return a checked non-recursive lock of class *name*.
 
         Re-acquiring it by its owner raises ``LockDebugError`` instead of hanging.
+        A class in ``GATE_CLASSES`` is left out of the lock-order checks.
         Any thread.
         """
+        order = None if name in GATE_CLASSES else _graph
         return DebugLock(
-            name, self._inner.lock(name), recursive=False, order=_graph, wait_limit=self._wait_limit
+            name, self._inner.lock(name), recursive=False, order=order, wait_limit=self._wait_limit
         )
 
     def dispatch_lock(self, base: EventBase) -> PseudoLock:

@@ -11,8 +11,17 @@ Thread-safety contract
   property take the listener's recursive lock.  The accept loop holds that
   same lock for a whole batch, so the callbacks run with it held (libevent's
   contract since its fix for #1224).  A callback may therefore call any method
-  of its own listener, ``free()`` included; and a call from another thread
-  waits, at most, for the current batch to end.
+  of its own listener, ``free()`` included.
+* **A call from another thread waits for the batch in progress, not for a
+  stream of batches.**  The lock alone is not fair: the loop thread could
+  take it again for the next batch before a waiting thread wakes up.  So a
+  caller that finds the lock taken waits for it holding the listener's
+  *gate* (``_CallerLock``), and the loop thread passes the gate (takes and
+  releases it, holding nothing else) before each batch.  The caller thus
+  waits for the rest of the batch in progress and, if that batch ends just
+  as it arrives, for at most one more (one that passed the gate before the
+  caller took it); with several callers at once, at most one batch runs
+  between two of them.
 * **A listener without THREADSAFE has no lock.**  Use it from one thread at a
   time; while its base's loop runs, that thread is the loop thread (from its
   callbacks, or via ``call_soon_threadsafe``).  Nothing checks this outside
@@ -25,8 +34,14 @@ Thread-safety contract
   deadlock libevent still has (docs/threading.md): libevent's ``free`` and
   ``disable`` hold the listener lock while ``event_del`` waits for a running
   read callback, and that callback may be stuck waiting for the very same lock.
-* Lock order is ``listener.lock -> base.lock``; the base never calls out while
-  holding its lock, so no cycle is possible.
+* Lock order, for one listener: ``listener.gate -> listener.lock ->
+  base.lock``.  The base never calls out while holding its lock; the gate is
+  held only while waiting for its own listener's lock, whose holder never
+  waits for that gate; the loop thread holds no listener lock when it passes
+  a gate.  So no cycle is possible.  Between listeners the order is the
+  user's: a callback of A calling B takes B's gate (if B's lock is taken)
+  and B's lock under A's lock; a lock checker should see that as A's lock ->
+  B's lock (docs/threading.md).
 
 The refcount
 ------------
@@ -123,6 +138,75 @@ class _NoLock:
 _NO_LOCK = _NoLock()
 
 
+class _CallerLock:
+    """How a public call takes a THREADSAFE listener's lock: fairly against the loop.
+
+    Why.  ``listener.lock`` (an ``RLock``) is not fair: when a batch ends, the
+    loop thread may take it again for the next batch before a thread that was
+    waiting for it wakes up, so under a stream of connections a ``free()``
+    from another thread could wait for batch after batch (the stress tests
+    saw 287 ms against a 64 ms batch; docs/stress.md, finding 1).
+
+    How.  A caller that finds the lock taken waits for it *holding the gate*,
+    and the loop thread passes the gate (acquire, release) before each batch
+    (``Listener._on_readable``, ``Listener._backoff_expired``).  While a
+    caller waits, the next batch therefore cannot start: the loop finishes
+    the batch in progress and the caller gets the lock.  The only batch that
+    can slip in is one that passed the gate between the caller's failed
+    try-acquire and its taking the gate.
+
+    The first step is a non-blocking ``acquire``: it succeeds when the lock
+    is free or already this thread's (a callback calling its own listener,
+    which must never wait for the gate: the loop thread is the holder).
+    ``release`` and ``__exit__`` go straight to the lock; the gate is
+    released as soon as the lock is taken.
+
+    Lock order: ``listener.gate -> listener.lock`` (of the same listener).
+    The gate is held only while waiting for that lock, and the loop thread
+    holds nothing (no listener lock) when it passes the gate, so the gate
+    adds no cycle.  For lock-order checking, a call through here is a
+    blocking acquisition of the lock even when its try-acquire succeeds (it
+    would have waited had the lock been taken), and the gate is ordered as
+    the lock it guards.  A caller in libevent's window (the loop has dispatched
+    the read event, not yet taken the lock) holds the gate only if another
+    caller holds the lock; that caller never waits for the loop, so it
+    releases the lock, this one takes it, releases the gate, and the loop
+    goes on: the window stays harmless.
+    """
+
+    __slots__ = ("_gate", "_lock")
+
+    def __init__(self, lock: LockLike, gate: LockLike) -> None:
+        self._lock = lock
+        self._gate = gate
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        # Free, or already ours (a callback calling its own listener): no gate.
+        if self._lock.acquire(False):
+            return True
+        if not blocking:
+            return False
+        # Contended: wait holding the gate, so the loop cannot start a new
+        # batch meanwhile.  (A timeout bounds only the wait for the lock.)
+        with self._gate:
+            return self._lock.acquire(True, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
+        self._lock.release()
+
+
 def _check_callback(cb: object, what: str) -> None:
     if cb is not None and not callable(cb):
         raise TypeError(f"{what} must be callable or None, not {type(cb).__name__}")
@@ -161,6 +245,7 @@ class Listener:
         "_backoff",
         "_backoff_delay",
         "_base",
+        "_caller_lock",
         "_cb",
         "_conn_point",
         "_destroyed",
@@ -170,6 +255,7 @@ class Listener:
         "_fd",
         "_flags",
         "_freed",
+        "_gate",
         "_lock",
         "_max_accepts",
         "_point",
@@ -205,7 +291,16 @@ class Listener:
         # `python -m tests.explorer.bench seam`).  Checkers override point()
         # and so still see every one.
         self._conn_point = None if type(rt).point is Runtime.point else rt.point
-        self._lock: LockLike = rt.rlock("listener.lock") if flags & LEV_OPT.THREADSAFE else _NO_LOCK
+        # Public calls take the lock through _caller_lock, which waits holding
+        # the gate so that the loop thread, which passes the gate before each
+        # batch, cannot starve them (see _CallerLock).  The loop takes _lock
+        # directly.  Order: listener.gate -> listener.lock -> base.lock.
+        if flags & LEV_OPT.THREADSAFE:
+            self._lock: LockLike = rt.rlock("listener.lock")
+            self._gate: LockLike = rt.lock("listener.gate")
+            self._caller_lock: LockLike = _CallerLock(self._lock, self._gate)
+        else:
+            self._lock = self._gate = self._caller_lock = _NO_LOCK
         # Guarded by self._lock:
         self._cb = cb
         self._arg = arg
@@ -384,7 +479,7 @@ class Listener:
 
         Raises ``ListenerFreedError`` after ``free()``.  Any thread (THREADSAFE).
         """
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             return self._fd
 
@@ -394,7 +489,7 @@ class Listener:
 
         Raises ``ListenerFreedError`` after ``free()``.  Any thread (THREADSAFE).
         """
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             return self._base
 
@@ -405,21 +500,21 @@ class Listener:
         Do not close it or accept on it while the listener lives.  Raises
         ``ListenerFreedError`` after ``free()``.  Any thread (THREADSAFE).
         """
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             return self._sock
 
     @property
     def flags(self) -> LEV_OPT:
         """The ``LEV_OPT`` flags it was made with.  Raises ``ListenerFreedError`` after free."""
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             return self._flags
 
     @property
     def max_accepts(self) -> int:
         """The most connections accepted per readiness event.  Raises after free."""
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             return self._max_accepts
 
@@ -427,21 +522,21 @@ class Listener:
     def enabled(self) -> bool:
         """Whether the listener is enabled (the intent: it may still wait for a
         callback or for an error back-off to end).  Raises after free."""
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             return self._enabled
 
     @property
     def backing_off(self) -> bool:
         """Whether accepting is paused after a resource error (EMFILE ...).  Raises after free."""
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             return self._backoff is not None
 
     @property
     def freed(self) -> bool:
         """Whether ``free()`` has been called.  Never raises; any thread."""
-        with self._lock:
+        with self._caller_lock:
             return self._freed
 
     @property
@@ -451,7 +546,7 @@ class Listener:
         It is 0 only after destroy has finished (the socket closed, with
         CLOSE_ON_FREE).  Never raises; any thread.
         """
-        with self._lock:
+        with self._caller_lock:
             return self._refcount
 
     # ------------------------------------------------------------- control
@@ -469,7 +564,7 @@ class Listener:
 
         Thread-safety: any thread (THREADSAFE), including the callbacks.
         """
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             was = self._enabled
             self._enabled = True
@@ -492,7 +587,7 @@ class Listener:
 
         Thread-safety: any thread (THREADSAFE), including the callbacks.
         """
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             self._enabled = False
             self._update_armed()
@@ -513,7 +608,7 @@ class Listener:
         next connection sees the new pair, never half of it.
         """
         _check_callback(cb, "cb")
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             self._cb = cb
             self._arg = arg
@@ -529,7 +624,7 @@ class Listener:
         Thread-safety: any thread (THREADSAFE), including the callbacks.
         """
         _check_callback(errorcb, "errorcb")
-        with self._lock:
+        with self._caller_lock:
             self._check_alive()
             self._errorcb = errorcb
 
@@ -542,15 +637,16 @@ class Listener:
         (otherwise left open for the caller).  Called from inside its own
         callback, destroy happens on the loop thread as soon as that callback
         returns.  Called from another thread, it first waits for the running
-        batch (it needs the lock), never for the loop itself; when it returns,
-        no callback is running and none will ever start.
+        batch (it needs the lock; the exact bound is in the module docstring),
+        never for the loop itself; when it returns, no callback is running and
+        none will ever start.
 
         Raises:
             ListenerFreedError: already freed.
 
         Thread-safety: any thread (THREADSAFE), including the callbacks.
         """
-        self._lock.acquire()
+        self._caller_lock.acquire()  # fair against the loop thread: see _CallerLock
         if self._freed:
             self._lock.release()
             raise ListenerFreedError("the listener has already been freed")
@@ -668,6 +764,17 @@ class Listener:
         # thread.  Here those calls never wait for the loop, so the window is
         # harmless; the point lets tests hold a thread inside it.
         self._point("listener.dispatched", listener=self)
+        # Fairness: pass the gate before the batch.  A public call that found
+        # the lock taken waits for it holding the gate, so this waits until
+        # that caller has had the lock, instead of re-taking the lock before
+        # the caller wakes (the RLock is not fair).  This thread holds no
+        # listener lock here: gate -> lock is the only order the gate is in.
+        # A caller holding the gate while this thread waits for it is waiting
+        # for the listener lock, which this thread does not hold and whose
+        # holder (another caller) never waits for the loop: the caller gets
+        # it, releases the gate, and this thread goes on.
+        self._gate.acquire()
+        self._gate.release()
         self._lock.acquire()
         if not self._can_accept():
             # free()/disable()/set_cb(None) won the race for the lock.
@@ -753,6 +860,9 @@ class Listener:
         # Loop thread, from the back-off timer.  free() cancels the timer under
         # this lock, and a timer that had already started finds _backoff None.
         self._point("listener.backoff_expired", listener=self)
+        # Pass the gate first, as _on_readable does (fairness; nothing held).
+        self._gate.acquire()
+        self._gate.release()
         with self._lock:
             if self._freed or self._backoff is None:
                 return

@@ -75,7 +75,9 @@ class IncrefBeforeLockListener(Listener):
         refcount = self._refcount  # BUG: read without the lock ...
         self._point("listener.refcount", listener=self, refcount=refcount + 1)
         self._refcount = refcount + 1  # ... and written back later
-        self._lock.acquire()
+        self._gate.acquire()  # the rest as Listener._on_readable: pass the gate ...
+        self._gate.release()
+        self._lock.acquire()  # ... and take the lock
         if not self._can_accept():
             self._decref_and_unlock()
             return
@@ -90,10 +92,10 @@ class TornSetCbListener(Listener):
 
     def set_cb(self, cb: AcceptCallback | None, arg: Any = None) -> None:
         _check_callback(cb, "cb")
-        with self._lock:
+        with self._caller_lock:  # as the public calls take it
             self._check_alive()
         self._cb = cb  # BUG: written outside the lock ...
         self._point("seeded.torn_set_cb", listener=self)
-        with self._lock:
+        with self._caller_lock:
             self._arg = arg  # ... and the argument only now
             self._update_armed()

@@ -211,7 +211,7 @@ def test_listener_histories_are_linearizable(scenario: LinScenario, data: st.Dat
 
 def test_a_fixed_scenario_exhaustively() -> None:
     """``[connect] ; [set_cb(2)] || [disable, enable] ; [free]``: four threads
-    (with the loop and the scenario's own), 1,304 schedules within one
+    (with the loop and the scenario's own), 1,322 schedules within one
     preemption (two would be about 30,000: too many for CI)."""
     scenario = LinScenario(
         prefix=(Call("connect"),),
