@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable
 from types import TracebackType
@@ -105,6 +106,8 @@ ErrorCallback = Callable[["Listener", OSError, Any], None]
 DEFAULT_MAX_ACCEPTS = 64
 
 _NO_FLAGS = LEV_OPT(0)
+_SOCKET_ACCEPT = socket.socket.accept
+_new_socket = socket.socket
 _CREATE = object()  # the constructor is private: use from_socket() or bind()
 
 
@@ -259,8 +262,10 @@ class Listener:
         "_lock",
         "_max_accepts",
         "_point",
+        "_raw_accept",
         "_refcount",
         "_sock",
+        "_sock_args",
         "_wrapped",
     )
 
@@ -291,6 +296,20 @@ class Listener:
         # `python -m tests.explorer.bench seam`).  Checkers override point()
         # and so still see every one.
         self._conn_point = None if type(rt).point is Runtime.point else rt.point
+        # socket.socket.accept() is _accept() plus a socket() built from the
+        # listening socket's family and type, properties that convert to enums
+        # on every call: ~1 us and 6 allocations per connection, a tenth of an
+        # accept-and-close.  So the accept loop calls _accept() and builds the
+        # socket from these ints itself, unless the socket's class has an
+        # accept() of its own (ssl.SSLSocket, tests that inject errors), which
+        # is then called as it is.
+        self._raw_accept: Callable[[], tuple[int, Any]] | None = None
+        self._sock_args = (0, 0, 0)
+        if type(sock).accept is _SOCKET_ACCEPT:
+            # _accept is the C method socket.py's accept() wraps (CPython and
+            # PyPy alike); typeshed leaves it out.
+            self._raw_accept = sock._accept  # type: ignore[attr-defined]
+            self._sock_args = (int(sock.family), int(sock.type), sock.proto)
         # Public calls take the lock through _caller_lock, which waits holding
         # the gate so that the loop thread, which passes the gate before each
         # batch, cannot starve them (see _CallerLock).  The loop takes _lock
@@ -789,6 +808,8 @@ class Listener:
     def _accept_batch(self) -> None:
         # Lock and a reference held.
         accept = self._sock.accept
+        raw_accept = self._raw_accept
+        family, stype, proto = self._sock_args
         leave_blocking = bool(self._flags & LEV_OPT.LEAVE_SOCKETS_BLOCKING)
         point = self._conn_point
         for _ in range(self._max_accepts):
@@ -797,7 +818,10 @@ class Listener:
             if not self._can_accept():
                 return
             try:
-                conn, address = accept()
+                if raw_accept is None:
+                    conn, address = accept()
+                else:
+                    fd, address = raw_accept()
             except OSError as err:
                 kind = classify(err)
                 if kind is AcceptErrorClass.DRAINED:
@@ -806,6 +830,14 @@ class Listener:
                     continue  # counts toward max_accepts, so it cannot spin
                 self._accept_failed(err, kind)
                 return
+            if raw_accept is not None:
+                # socket.socket.accept(), with the enums looked up once; the
+                # blocking mode is set just below either way.
+                try:
+                    conn = _new_socket(family, stype, proto, fileno=fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
             if point is not None:
                 point("listener.accepted", listener=self)
             self._backoff_delay = None
