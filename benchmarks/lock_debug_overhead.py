@@ -11,8 +11,8 @@ Three measurements, each against its production counterpart:
    production pays for the scheduling points) against ``DebugRuntime.point()``,
    and a read of guarded listener state (a slot read in production, a
    checking property under the checker).
-3. **Accept throughput** of a drained burst, the approach of
-   ``benchmarks/max_accepts.py``: a batch of clients connects first, then one
+3. **Accept throughput** of a drained burst (``_burst.burst_rate``, as
+   ``benchmarks/max_accepts.py``): a batch of clients connects first, then one
    ``loop()`` accepts (and closes) them all; the production runtime and a
    ``DebugRuntime`` are measured in interleaved rounds, THREADSAFE and plain.
 
@@ -26,15 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import statistics
-import struct
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _burst import burst_rate
 
 import threadlisten
 from threadlisten import DEFAULT_MAX_ACCEPTS, LEV_OPT, EventBase, Listener
@@ -42,7 +41,6 @@ from threadlisten._runtime import LockLike, Runtime
 from threadlisten.debug import DebugRuntime
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "lock_debug_overhead.json"
-_LINGER_0 = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT, ports never run out
 
 
 def time_ns(body: Callable[[int], None], ops: int) -> float:
@@ -170,50 +168,6 @@ def micro(ops: int, repeat: int) -> dict[str, dict[str, float]]:
     }
 
 
-def burst_round(runtime: Runtime, flags: LEV_OPT, burst: int) -> float:
-    """Return connections per second for one drained burst of *burst* clients."""
-    done = threading.Event()
-    count = 0
-
-    def on_accept(lev: Listener, sock: socket.socket, addr: Any, arg: Any) -> None:
-        nonlocal count
-        sock.close()
-        count += 1
-        if count == burst:
-            done.set()
-            base.loopbreak()
-
-    with EventBase(runtime=runtime) as base:
-        lev = Listener.bind(
-            base,
-            ("127.0.0.1", 0),
-            on_accept,
-            flags=flags | LEV_OPT.CLOSE_ON_FREE,
-            backlog=burst,
-            max_accepts=DEFAULT_MAX_ACCEPTS,
-        )
-        port = lev.socket.getsockname()[1]
-        clients = []
-        try:
-            for _ in range(burst):
-                c = socket.socket()
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
-                clients.append(c)
-                c.connect(("127.0.0.1", port))
-            start = time.perf_counter()
-            deadline = start + 60
-            while not done.is_set() and time.perf_counter() < deadline:
-                base.loop(once=True)
-            elapsed = time.perf_counter() - start
-        finally:
-            lev.free()
-            for c in clients:
-                c.close()
-    if count != burst:
-        raise RuntimeError(f"accepted {count} of {burst}")
-    return burst / elapsed
-
-
 def throughput(burst: int, rounds: int) -> dict[str, dict[str, float]]:
     """Interleaved burst rounds; return ``{"<runtime> <listener>": {median, min, max}}``."""
     configs: list[tuple[str, Runtime, LEV_OPT]] = [
@@ -225,7 +179,7 @@ def throughput(burst: int, rounds: int) -> dict[str, dict[str, float]]:
     rates: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     for _ in range(rounds):
         for name, runtime, flags in configs:
-            rates[name].append(burst_round(runtime, flags, burst))
+            rates[name].append(burst_rate(burst, flags, runtime=runtime))
     return {
         name: {"median": statistics.median(r), "min": min(r), "max": max(r)}
         for name, r in rates.items()

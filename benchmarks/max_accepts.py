@@ -1,9 +1,10 @@
 """How many connections per readiness event should the listener accept?
 
-Burst mode: a batch of clients connects first, so the kernel's backlog is
-full before the loop runs; then one ``EventBase.loop()`` drains it and the
-time to accept (and close) them all is measured.  This measures the server
-alone: the clients do nothing while the clock runs.
+Burst mode (``_burst.burst_rate``): a batch of clients connects first, so
+the kernel's backlog is full before the loop runs; then one
+``EventBase.loop()`` drains it and the time to accept (and close) them all is
+measured.  This measures the server alone: the clients do nothing while the
+clock runs.
 
 Each ``max_accepts`` value is measured in interleaved rounds (A B C ... A B
 C ...) so that drift in the machine's speed hits every value alike, and the
@@ -19,63 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import statistics
-import struct
 import sys
-import threading
-import time
 from typing import Any
 
+from _burst import burst_rate
+
 import threadlisten
-from threadlisten import LEV_OPT, EventBase, Listener
+from threadlisten import LEV_OPT
 
 VALUES = (1, 4, 16, 32, 64, 128, 1024)
-_LINGER_0 = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT, ports never run out
-
-
-def one_round(max_accepts: int, burst: int, flags: LEV_OPT) -> float:
-    """Return connections per second for one drained burst of *burst* clients."""
-    done = threading.Event()
-    count = 0
-
-    def on_accept(lev: Listener, sock: socket.socket, addr: Any, arg: Any) -> None:
-        nonlocal count
-        sock.close()
-        count += 1
-        if count == burst:
-            done.set()
-            base.loopbreak()
-
-    with EventBase() as base:
-        lev = Listener.bind(
-            base,
-            ("127.0.0.1", 0),
-            on_accept,
-            flags=flags | LEV_OPT.CLOSE_ON_FREE,
-            backlog=burst,
-            max_accepts=max_accepts,
-        )
-        port = lev.socket.getsockname()[1]
-        clients = []
-        try:
-            for _ in range(burst):
-                c = socket.socket()
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
-                clients.append(c)
-                c.connect(("127.0.0.1", port))
-            start = time.perf_counter()
-            deadline = start + 60
-            while not done.is_set() and time.perf_counter() < deadline:
-                base.loop(once=True)
-            elapsed = time.perf_counter() - start
-        finally:
-            lev.free()
-            for c in clients:
-                c.close()
-    if count != burst:
-        raise RuntimeError(f"accepted {count} of {burst}")
-    return burst / elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for label, flags in (("THREADSAFE", LEV_OPT.THREADSAFE), ("plain", LEV_OPT(0))):
             for value in VALUES:
-                rate = one_round(value, args.burst, flags)
+                rate = burst_rate(args.burst, flags, max_accepts=value)
                 results[label].setdefault(value, []).append(rate)
     print(f"burst of {args.burst} connections, {args.rounds} interleaved rounds")
     print(f"{'listener':<11} {'max_accepts':>11} {'median/s':>10} {'min/s':>9} {'max/s':>9}")

@@ -6,10 +6,11 @@ calls.  So this measures
 
 1. the cost of one no-op ``point()`` call (``timeit``), and how many the
    accept path makes per connection (counted on a real run);
-2. burst-mode accept throughput (as ``benchmarks/max_accepts.py``: clients
-   connect first, then one loop drains the backlog, accepting and closing
-   each connection) with the default ``Runtime`` ("off") and with a
-   ``TraceRuntime`` ("on"), in interleaved rounds; medians reported.
+2. burst-mode accept throughput (``_burst.burst_rate``, as
+   ``benchmarks/max_accepts.py``: clients connect first, then one loop drains
+   the backlog, accepting and closing each connection) with the default
+   ``Runtime`` ("off") and with a ``TraceRuntime`` ("on"), in interleaved
+   rounds; medians reported.
 
 Run: ``python benchmarks/trace_overhead.py [--burst 2000] [--rounds 7]``.  Loopback only.
 """
@@ -18,21 +19,19 @@ from __future__ import annotations
 
 import argparse
 import platform
-import socket
 import statistics
-import struct
 import sys
-import time
 import timeit
 from collections import Counter
 from typing import Any
 
-from threadlisten import LEV_OPT, EventBase, Listener
+from _burst import burst_rate
+
+from threadlisten import LEV_OPT
 from threadlisten._runtime import Runtime
 from threadlisten.trace import TraceRuntime
 
-_LINGER_0 = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT, ports never run out
-_FLAGS = LEV_OPT.THREADSAFE | LEV_OPT.CLOSE_ON_FREE
+_FLAGS = LEV_OPT.THREADSAFE
 
 
 class CountingRuntime(Runtime):
@@ -43,39 +42,6 @@ class CountingRuntime(Runtime):
 
     def point(self, kind: str, **info: Any) -> None:
         self.counts[kind] += 1
-
-
-def one_round(runtime: Runtime, burst: int) -> float:
-    """Connections per second for one drained burst of *burst* clients."""
-    count = 0
-
-    def on_accept(lev: Listener, sock: socket.socket, addr: Any, arg: Any) -> None:
-        nonlocal count
-        sock.close()
-        count += 1
-        if count == burst:
-            base.loopbreak()
-
-    with EventBase(runtime=runtime) as base:
-        lev = Listener.bind(base, ("127.0.0.1", 0), on_accept, flags=_FLAGS, backlog=burst)
-        port = lev.socket.getsockname()[1]
-        clients = []
-        try:
-            for _ in range(burst):
-                c = socket.socket()
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
-                c.connect(("127.0.0.1", port))
-                clients.append(c)
-            start = time.perf_counter()
-            base.loop()
-            elapsed = time.perf_counter() - start
-        finally:
-            lev.free()
-            for c in clients:
-                c.close()
-    if count != burst:
-        raise RuntimeError(f"accepted {count} of {burst}")
-    return burst / elapsed
 
 
 def main() -> int:
@@ -98,7 +64,7 @@ def main() -> int:
         / calls
     )
     counting = CountingRuntime()
-    one_round(counting, args.burst)
+    burst_rate(args.burst, _FLAGS, runtime=counting)
     per_conn = (
         sum(
             n
@@ -111,9 +77,9 @@ def main() -> int:
     rates: dict[str, list[float]] = {"off (Runtime)": [], "on (TraceRuntime)": []}
     events_per_conn = 0.0
     for _ in range(args.rounds):
-        rates["off (Runtime)"].append(one_round(Runtime(), args.burst))
+        rates["off (Runtime)"].append(burst_rate(args.burst, _FLAGS, runtime=Runtime()))
         traced = TraceRuntime()
-        rates["on (TraceRuntime)"].append(one_round(traced, args.burst))
+        rates["on (TraceRuntime)"].append(burst_rate(args.burst, _FLAGS, runtime=traced))
         events_per_conn = len(traced.tracer.events) / args.burst
 
     print(f"python {platform.python_version()} on {platform.system()}, {args.burst} per burst")

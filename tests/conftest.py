@@ -9,6 +9,10 @@ threads and swallowed errors.
   ``threadlisten`` logger instead of raising it in the loop thread, so a failed
   ``assert`` inside a test's callback would pass unnoticed.  Any ERROR record on
   that logger fails the test unless the test is marked ``allow_error_logs``.
+
+It also holds the fixtures several files share (event bases, an acceptor
+thread, a collecting accept callback, clients, a socket pair); the shared
+helpers that are not fixtures are in ``_support.py``.
 """
 
 from __future__ import annotations
@@ -16,34 +20,23 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 # The whole suite runs lock-checked, as libevent's regress suite runs with
 # debug locks; THREADLISTEN_LOCK_DEBUG=0 turns it off for a timing comparison.
 os.environ.setdefault("THREADLISTEN_LOCK_DEBUG", "1")
+from _support import WAIT, Clients, Collector, open_fds
+
 import threadlisten.debug  # installs the checker before any base exists
+from threadlisten import EventBase
+from threadlisten._runtime import Runtime
 
 #: How long a finished test's threads get to end before they count as leaked.
 THREAD_JOIN_TIMEOUT = 10.0
-
-
-def open_fds() -> set[int]:
-    """Return the set of descriptors open in this process."""
-    for path in ("/proc/self/fd", "/dev/fd"):
-        if os.path.isdir(path):
-            fds = set()
-            for name in os.listdir(path):
-                fd = int(name)
-                try:
-                    os.fstat(fd)
-                except OSError:
-                    continue  # the descriptor listdir itself used
-                fds.add(fd)
-            return fds
-    raise RuntimeError("cannot list open descriptors on this platform")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,3 +87,67 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         assert not messages, "errors logged on 'threadlisten':\n" + "\n".join(messages)
     found = threadlisten.debug.errors()
     assert not found, "lock checker:\n" + "\n".join(f"[{e.check}] {e}" for e in found)
+
+
+# ------------------------------------------------------------ shared fixtures
+
+
+@pytest.fixture
+def make_base() -> Iterator[Callable[..., EventBase]]:
+    """Make event bases, on *runtime* if given, with an acceptor thread if
+    *thread*; each is stopped (bounded) and closed at the end of the test."""
+    bases: list[EventBase] = []
+
+    def make(*, thread: bool = False, runtime: Runtime | None = None) -> EventBase:
+        base = EventBase(runtime=runtime)
+        bases.append(base)
+        if thread:
+            base.start_thread()
+        return base
+
+    try:
+        yield make
+    finally:
+        for base in bases:
+            base.stop(timeout=WAIT)
+            base.close()
+
+
+@pytest.fixture
+def base(make_base: Callable[..., EventBase]) -> EventBase:
+    """An idle base: the test runs its loop in its own thread (stopped and closed at the end)."""
+    return make_base()
+
+
+@pytest.fixture
+def acceptor(make_base: Callable[..., EventBase]) -> EventBase:
+    """A base whose loop an acceptor thread runs (stopped and closed at the end)."""
+    return make_base(thread=True)
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """An accept callback keeping what it receives; the sockets are closed at the end."""
+    c = Collector()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    """Client connections, closed at the end of the test."""
+    c = Clients()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected socket pair, closed at the end of the test."""
+    a, b = socket.socketpair()
+    with a, b:
+        yield a, b

@@ -17,27 +17,22 @@ a child process at the end.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import run_child
 
 from threadlisten import LEV_OPT, EventBase, Listener, TimerHandle
 from threadlisten._accept_errors import BACKOFF_INITIAL, BACKOFF_MAX
 from threadlisten._runtime import Runtime
 
 BOUND = 10.0
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PER_CONNECTION = [
     "ECONNABORTED",
@@ -746,20 +741,7 @@ def test_real_emfile_backs_off_then_accepts_everything(
     without spinning (the CPU time over the first six attempts is reported,
     not asserted tightly; the error callback is not called hundreds of times);
     once the limit is raised every queued connection is accepted."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_REAL_EMFILE_CHILD)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_child(_REAL_EMFILE_CHILD)
     record_property("emfile_backoff_cpu_seconds", result["cpu"])
     record_property("emfile_backoff_wall_seconds", result["wall"])
     print(

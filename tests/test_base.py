@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _support import round_trip
 
 import threadlisten
 from threadlisten import EV_PERSIST, EV_READ, Event, EventBase, EventBaseClosedError
@@ -33,21 +34,6 @@ def new_base(runtime: Runtime | None = None) -> Iterator[EventBase]:
     finally:
         b.stop(timeout=WAIT)
         b.close()
-
-
-@pytest.fixture
-def base() -> Iterator[EventBase]:
-    """A fresh base, stopped (bounded) and closed at the end of the test."""
-    with new_base() as b:
-        yield b
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    """A connected socket pair, closed at the end of the test."""
-    a, b = socket.socketpair()
-    with a, b:
-        yield a, b
 
 
 class Guard:
@@ -88,13 +74,6 @@ def join(thread: threading.Thread, errors: list[BaseException] | None = None) ->
     assert not thread.is_alive(), f"{thread.name} did not end within {WAIT} s"
     if errors:
         raise errors[0]
-
-
-def round_trip(base: EventBase) -> None:
-    """Wait (bounded) until the loop thread ran a callable handed over now."""
-    done = threading.Event()
-    base.call_soon_threadsafe(done.set)
-    assert done.wait(WAIT), "the loop thread did not run a handed-over callable"
 
 
 def noop() -> None:

@@ -35,23 +35,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import pytest
+from _support import still_queued
 
 from threadlisten import LEV_OPT, EventBase, Listener
-from threadlisten._runtime import LockLike, Runtime
+from threadlisten._runtime import DelegatingLock, LockLike, Runtime
 
 BOUND = 10.0
 LOOPBACK = ("127.0.0.1", 0)
 
 
-class _RecordingRLock:
+class _RecordingRLock(DelegatingLock):
     """A recursive lock that records, as a point, every acquisition."""
 
     def __init__(self, points: list[tuple[str, int]]) -> None:
-        self._lock = threading.RLock()
+        super().__init__(threading.RLock())
         self._points = points
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -59,21 +59,6 @@ class _RecordingRLock:
         if got:
             self._points.append(("lock.acquired", threading.get_ident()))
         return got
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
 
 
 class WindowRuntime(Runtime):
@@ -163,20 +148,6 @@ def run_in_window(scenario: Scenario, action: Callable[[], None]) -> None:
     action()
     assert not scenario.rt.left_window.is_set(), "the call waited for the loop thread"
     assert not scenario.rt.timed_out
-
-
-def still_queued(client: socket.socket) -> bool:
-    """The client's connection was neither accepted-and-closed nor reset."""
-    client.setblocking(False)
-    try:
-        client.recv(1)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        client.settimeout(BOUND)
-    return False
 
 
 @pytest.mark.parametrize("close_on_free", [True, False], ids=["CLOSE_ON_FREE", "no-close"])

@@ -7,10 +7,11 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _support import round_trip
 
 from threadlisten import EV_PERSIST, EV_READ, EV_TIMEOUT, EV_WRITE, Event, EventBase
 
@@ -21,25 +22,6 @@ Call = tuple[Any, int, Any]
 
 
 # --------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def base() -> Iterator[EventBase]:
-    """A fresh base, stopped (bounded) and closed at the end of the test."""
-    b = EventBase()
-    try:
-        yield b
-    finally:
-        b.stop(timeout=WAIT)
-        b.close()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    """A connected socket pair, closed at the end of the test."""
-    a, b = socket.socketpair()
-    with a, b:
-        yield a, b
 
 
 class Recorder:
@@ -65,13 +47,6 @@ def run_until(base: EventBase, done: Callable[[], bool]) -> None:
             base.loop(once=True)
     finally:
         guard.cancel()
-
-
-def round_trip(base: EventBase) -> None:
-    """Wait (bounded) until the loop thread ran a callable handed over now."""
-    done = threading.Event()
-    base.call_soon_threadsafe(done.set)
-    assert done.wait(WAIT), "the loop thread did not run a handed-over callable"
 
 
 def ignore(fileobj: Any, what: int, arg: Any) -> None:

@@ -24,106 +24,44 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _support import (
+    LOCALHOST,
+    REPO_ROOT,
+    Clients,
+    Collector,
+    ContentionRuntime,
+    child_env,
+    loop_barrier,
+)
 
 from threadlisten import LEV_OPT, EventBase, EventBaseClosedError, Listener, ListenerFreedError
 from threadlisten._runtime import Runtime
 
 #: Every bounded wait in this file, in seconds.
 WAIT = 10.0
-LOCALHOST = ("127.0.0.1", 0)
 TS = LEV_OPT.THREADSAFE | LEV_OPT.CLOSE_ON_FREE
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------ helpers
 
 
-class Deliveries:
-    """An accept callback that keeps every socket and wakes waiters."""
+class HeldCollector(Collector):
+    """A ``Collector`` whose every call signals ``entered``, then holds the
+    loop thread (bounded) until ``release`` is set: a slow callback."""
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.socks: list[socket.socket] = []
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
 
     def __call__(self, listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
-        with self.cond:
-            self.socks.append(sock)
-            self.cond.notify_all()
-
-    def wait_for(self, n: int, timeout: float = WAIT) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: len(self.socks) >= n, timeout)
-
-    @property
-    def count(self) -> int:
-        with self.cond:
-            return len(self.socks)
-
-    def close(self) -> None:
-        with self.cond:
-            for sock in self.socks:
-                sock.close()
-
-
-class Clients:
-    """Client sockets, all closed at the end of the test."""
-
-    def __init__(self) -> None:
-        self.socks: list[socket.socket] = []
-
-    def connect(self, address: tuple[str, int], payload: bytes = b"") -> socket.socket:
-        sock = socket.create_connection(address, timeout=WAIT)
-        self.socks.append(sock)
-        if payload:
-            sock.sendall(payload)
-        return sock
-
-    def close(self) -> None:
-        for sock in self.socks:
-            sock.close()
-
-
-@pytest.fixture
-def acceptor() -> Iterator[EventBase]:
-    """A base whose loop runs in an acceptor thread (stopped and closed at the end)."""
-    base = EventBase()
-    base.start_thread()
-    try:
-        yield base
-    finally:
-        base.stop(WAIT)
-        base.close()
-
-
-@pytest.fixture
-def deliveries() -> Iterator[Deliveries]:
-    d = Deliveries()
-    try:
-        yield d
-    finally:
-        d.close()
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    c = Clients()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-def loop_barrier(base: EventBase) -> None:
-    """Return once the loop thread has dispatched what was ready when called
-    (two hops through the hand-over queue: the second runs after a poll)."""
-    done = threading.Event()
-    base.call_soon_threadsafe(base.call_soon_threadsafe, done.set)
-    assert done.wait(WAIT), "the loop thread did not run the barrier"
+        super().__call__(listener, sock, address, arg)
+        self.entered.set()
+        assert self.release.wait(WAIT)
 
 
 def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, threading.Event, list[Any]]:
@@ -274,14 +212,12 @@ def test_descriptor_exhaustion_backs_off_cheaply_and_loses_no_queued_connection(
     in the meantime, and once the held sockets are closed one by one it
     accepts again: every one of the connections that waited in the kernel's
     queue is served and echoes its own payload."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     args = [str(EXHAUSTION_CLIENTS), str(EXHAUSTION_HEADROOM), str(EXHAUSTION_WINDOW)]
     clients = Clients()
     with subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_EXHAUSTION_CHILD), *args],
         cwd=REPO_ROOT,
-        env=env,
+        env=child_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -369,7 +305,7 @@ def _queue_mixed_clients(
 
 
 def test_reset_before_accept_takes_the_econnaborted_path(
-    acceptor: EventBase, deliveries: Deliveries, clients: Clients
+    acceptor: EventBase, collector: Collector, clients: Clients
 ) -> None:
     """Clients that connect and reset (SO_LINGER 0) while queued, between good
     ones, on a kernel that reports them as ECONNABORTED: each is skipped (not
@@ -379,27 +315,27 @@ def test_reset_before_accept_takes_the_econnaborted_path(
     sock = BsdAcceptSocket()
     sock.bind(LOCALHOST)
     flags = TS | LEV_OPT.DISABLED
-    with Listener.from_socket(acceptor, sock, deliveries, flags=flags) as lst:
+    with Listener.from_socket(acceptor, sock, collector, flags=flags) as lst:
         lst.set_error_cb(lambda listener, error, arg: errors.append(error))
         good, n_reset = _queue_mixed_clients(clients, sock.getsockname(), 8)
         lst.enable()
-        assert deliveries.wait_for(len(good))
+        assert collector.wait_for(len(good))
         loop_barrier(acceptor)
-        assert deliveries.count == len(good)
+        assert collector.count == len(good)
         assert sock.aborted == n_reset
         assert errors == []
         assert lst.enabled
         assert not lst.backing_off
-        for i, server in enumerate(deliveries.socks):
+        for i, server in enumerate(collector.socks):
             server.settimeout(WAIT)
             assert server.recv(9) == f"good-{i:04d}".encode()
         # Still accepting after the aborted ones.
         clients.connect(sock.getsockname())
-        assert deliveries.wait_for(len(good) + 1)
+        assert collector.wait_for(len(good) + 1)
 
 
 def test_reset_before_accept_on_linux_is_delivered_and_harmless(
-    acceptor: EventBase, deliveries: Deliveries, clients: Clients
+    acceptor: EventBase, collector: Collector, clients: Clients
 ) -> None:
     """The same clients on the real Linux socket: a connection reset while
     queued is returned by accept() and delivered (its SO_ERROR says
@@ -409,15 +345,15 @@ def test_reset_before_accept_on_linux_is_delivered_and_harmless(
         pytest.skip("checks Linux's accept() behaviour for reset connections")
     errors: list[OSError] = []
     flags = TS | LEV_OPT.DISABLED
-    with Listener.bind(acceptor, LOCALHOST, deliveries, flags=flags) as lst:
+    with Listener.bind(acceptor, LOCALHOST, collector, flags=flags) as lst:
         lst.set_error_cb(lambda listener, error, arg: errors.append(error))
         address = lst.socket.getsockname()
         good, n_reset = _queue_mixed_clients(clients, address, 8)
         lst.enable()
-        assert deliveries.wait_for(len(good) + n_reset)
+        assert collector.wait_for(len(good) + n_reset)
         payloads = []
         resets = 0
-        for server in deliveries.socks:
+        for server in collector.socks:
             server.settimeout(WAIT)
             if server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET:
                 resets += 1
@@ -442,7 +378,7 @@ def test_raising_callbacks_under_load_keep_the_listener_working(
     its traceback, no connection is lost or delivered twice, the lock is
     never left held (the toggling thread always gets it), and after a
     ``set_cb`` to a good callback the listener serves normally."""
-    calls = Deliveries()
+    calls = Collector()
 
     def raising(listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
         calls(listener, sock, address, arg)
@@ -479,7 +415,7 @@ def test_raising_callbacks_under_load_keep_the_listener_working(
             assert len(records) == n
             assert all(r.exc_info and "callback failure" in str(r.exc_info[1]) for r in records)
             assert lst.refcount == 1
-            good = Deliveries()
+            good = Collector()
             try:
                 lst.set_cb(good)
                 lst.enable()
@@ -506,15 +442,7 @@ def test_slow_callback_holds_back_free_and_nothing_runs_after_it(
     Not asserted here: that free() waits for *one* batch only.  The listener
     lock is not fair, so the loop thread may win it back for the next batch
     before the waiting thread wakes; see the next test and docs/stress.md."""
-    entered = threading.Event()
-    release = threading.Event()
-    calls = Deliveries()
-
-    def slow(listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
-        calls(listener, sock, address, arg)
-        entered.set()
-        assert release.wait(WAIT)
-
+    slow = HeldCollector()
     queued = 8
     try:
         lst = Listener.bind(acceptor, LOCALHOST, slow, flags=TS, max_accepts=2)
@@ -522,7 +450,7 @@ def test_slow_callback_holds_back_free_and_nothing_runs_after_it(
             address = lst.socket.getsockname()
             for _ in range(queued):
                 clients.connect(address)
-            assert entered.wait(WAIT)
+            assert slow.entered.wait(WAIT)
             thread, freed, outcome = in_thread(lst.free)
             # The other listener's lock is free: these return at once.
             other.disable()
@@ -530,54 +458,19 @@ def test_slow_callback_holds_back_free_and_nothing_runs_after_it(
             assert other.refcount == 1
             # free() waits while the callback runs (a bounded check that it has not returned).
             assert not freed.wait(0.2)
-            assert calls.count == 1
-            release.set()
+            assert slow.count == 1
+            slow.release.set()
             assert freed.wait(WAIT)
             thread.join(WAIT)
             assert outcome == [None]
             assert lst.refcount == 0
-            after_free = calls.count
+            after_free = slow.count
             assert after_free >= 1
             loop_barrier(acceptor)
-            assert calls.count == after_free  # none started after free() returned
+            assert slow.count == after_free  # none started after free() returned
     finally:
-        release.set()
-        calls.close()
-
-
-class _WatchedRLock:
-    """A recursive lock that sets *contended* when a blocking acquire has to wait."""
-
-    def __init__(self, contended: threading.Event) -> None:
-        self._lock = threading.RLock()
-        self._contended = contended
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._lock.acquire(False):
-            return True
-        if not blocking:
-            return False
-        self._contended.set()
-        return self._lock.acquire(True, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-class WatchedRuntime(Runtime):
-    """Listener locks that report when another thread has to wait for them."""
-
-    def __init__(self) -> None:
-        self.contended = threading.Event()
-
-    def rlock(self, name: str) -> Any:
-        return _WatchedRLock(self.contended)
+        slow.release.set()
+        slow.close()
 
 
 def test_free_from_another_thread_waits_for_the_batch_in_progress_only(clients: Clients) -> None:
@@ -585,37 +478,29 @@ def test_free_from_another_thread_waits_for_the_batch_in_progress_only(clients: 
     accepts in progress".  With ``max_accepts=2``, eight queued connections
     and the first callback held until free() is known to be waiting for the
     lock, free() returns after that batch's two callbacks."""
-    rt = WatchedRuntime()
+    rt = ContentionRuntime()
     base = EventBase(runtime=rt)
-    entered = threading.Event()
-    release = threading.Event()
-    calls = Deliveries()
-
-    def slow(listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
-        calls(listener, sock, address, arg)
-        entered.set()
-        assert release.wait(WAIT)
-
+    slow = HeldCollector()
     try:
         lst = Listener.bind(base, LOCALHOST, slow, flags=TS, max_accepts=2)
         address = lst.socket.getsockname()
         for _ in range(8):
             clients.connect(address)
         base.start_thread()
-        assert entered.wait(WAIT)
+        assert slow.entered.wait(WAIT)
         rt.contended.clear()
         thread, freed, outcome = in_thread(lst.free)
         assert rt.contended.wait(WAIT)  # free() is blocked on the listener lock
-        release.set()
+        slow.release.set()
         assert freed.wait(WAIT)
         thread.join(WAIT)
         assert outcome == [None]
-        assert calls.count == 2
+        assert slow.count == 2
     finally:
-        release.set()
+        slow.release.set()
         base.stop(WAIT)
         base.close()
-        calls.close()
+        slow.close()
 
 
 # ------------------------------------------------ free() inside an error callback
@@ -648,8 +533,8 @@ def test_free_inside_error_callback_while_other_threads_use_the_listener(
                 return "freed"
         return "stopped"
 
-    deliveries = Deliveries()
-    lst = Listener.bind(acceptor, LOCALHOST, deliveries, flags=TS)
+    collector = Collector()
+    lst = Listener.bind(acceptor, LOCALHOST, collector, flags=TS)
     sock = lst.socket
     lst.set_error_cb(errorcb)
     helpers = [in_thread(lambda: hammer(lst)) for _ in range(2)]
@@ -665,7 +550,7 @@ def test_free_inside_error_callback_while_other_threads_use_the_listener(
         for thread, done, _ in helpers:
             assert done.wait(WAIT), "a helper thread is stuck"
             thread.join(WAIT)
-        deliveries.close()
+        collector.close()
     assert lst.freed
     assert calls == [errno.EINVAL]
     assert [outcome for _, _, outcome in helpers] == [["freed"], ["freed"]]
@@ -694,8 +579,8 @@ def test_loopbreak_in_the_middle_of_a_batch_loses_nothing(clients: Clients) -> N
     next loop delivers the other listener's queued connections, all of them."""
     rt = ReadyOrder()
     base = EventBase(runtime=rt)
-    first = Deliveries()
-    second = Deliveries()
+    first = Collector()
+    second = Collector()
     broke = []
 
     def breaking(listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
@@ -747,33 +632,25 @@ def test_loopbreak_from_another_thread_during_a_slow_batch(clients: Clients) -> 
     normally, the loop thread leaves its loop, and a new loop thread on the
     same base delivers the connections still queued: none lost."""
     base = EventBase()
-    entered = threading.Event()
-    release = threading.Event()
-    calls = Deliveries()
-
-    def slow(listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
-        calls(listener, sock, address, arg)
-        entered.set()
-        assert release.wait(WAIT)
-
+    slow = HeldCollector()
     try:
         with Listener.bind(base, LOCALHOST, slow, flags=TS, max_accepts=2) as lst:
             for _ in range(5):
                 clients.connect(lst.socket.getsockname())
             thread = base.start_thread()
-            assert entered.wait(WAIT)
+            assert slow.entered.wait(WAIT)
             base.loopbreak()
-            release.set()
+            slow.release.set()
             thread.join(WAIT)
             assert not thread.is_alive()
-            assert calls.count == 2  # the batch that was running, whole
+            assert slow.count == 2  # the batch that was running, whole
             base.stop(WAIT)  # forget the ended thread
             base.start_thread()
-            assert calls.wait_for(5)
+            assert slow.wait_for(5)
             base.stop(WAIT)
     finally:
-        release.set()
-        calls.close()
+        slow.release.set()
+        slow.close()
         base.stop(WAIT)
         base.close()
 
@@ -787,7 +664,7 @@ def test_base_stopped_while_listeners_are_alive(clients: Clients) -> None:
     loop thread delivers them all, and after the base is closed ``free()``
     still works (``enable()`` then says the base is closed)."""
     base = EventBase()
-    calls = Deliveries()
+    calls = Collector()
     try:
         a = Listener.bind(base, LOCALHOST, calls, flags=TS)
         b = Listener.bind(base, LOCALHOST, calls, flags=TS)
@@ -827,7 +704,7 @@ def test_free_after_stop_resets_the_connections_still_queued(clients: Clients) -
     client sees ECONNRESET or EOF), never left hanging, and later connects
     are refused."""
     base = EventBase()
-    calls = Deliveries()
+    calls = Collector()
     try:
         lst = Listener.bind(base, LOCALHOST, calls, flags=TS)
         address = lst.socket.getsockname()

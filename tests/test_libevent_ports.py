@@ -20,28 +20,22 @@ from libevent on purpose the docstring says so:
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
-import subprocess
-import sys
 import tempfile
-import textwrap
 import threading
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
+from _support import ContentionRuntime, connect, run_child, still_queued, tcp_socket
 
 from threadlisten import LEV_OPT, EventBase, Listener, ListenerFreedError
-from threadlisten._runtime import LockLike, Runtime
+from threadlisten._runtime import Runtime
 
 LOOPBACK = ("127.0.0.1", 0)
 #: Upper bound on any wait in these tests: long enough never to fire on a
 #: healthy run, short enough that a hang fails the test instead of the session.
 BOUND = 10.0
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # ----------------------------------------------------------------- helpers
@@ -84,32 +78,10 @@ def dispatch_bounded(base: EventBase) -> None:
         guard.cancel()
 
 
-def connect(address: Any) -> socket.socket:
-    """A client connected to *address*; on loopback the connection is queued in
-    the listener's backlog when this returns."""
-    return socket.create_connection(address, timeout=BOUND)
-
-
 def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(LOOPBACK)
+    sock = tcp_socket()
     sock.listen(16)
     return sock
-
-
-def still_queued(client: socket.socket) -> bool:
-    """True if nobody accepted-and-closed *client*'s connection: a read neither
-    returns EOF nor fails, it would block."""
-    client.setblocking(False)
-    try:
-        client.recv(1)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        client.settimeout(BOUND)
-    return False
 
 
 def join_bounded(thread: threading.Thread) -> None:
@@ -128,72 +100,6 @@ class RecordingRuntime(Runtime):
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.points]
-
-
-class _ContentionRLock:
-    """A recursive lock that reports when some thread has to wait for it."""
-
-    def __init__(self, on_contended: threading.Event) -> None:
-        self._lock = threading.RLock()
-        self._on_contended = on_contended
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._lock.acquire(blocking=False):
-            return True
-        if not blocking:
-            return False
-        self._on_contended.set()
-        return self._lock.acquire(True, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
-
-
-class ContentionRuntime(Runtime):
-    """Its listener locks set ``contended`` when a thread blocks on one.
-
-    Replaces upstream's "sleep 5 ms inside the callback so that the other thread
-    reaches the lock": the callback waits until the other thread *is* waiting
-    for the lock, which is deterministic and needs no sleep.
-    """
-
-    def __init__(self) -> None:
-        self.contended = threading.Event()
-
-    def rlock(self, name: str) -> LockLike:
-        return _ContentionRLock(self.contended)
-
-
-def run_child(code: str) -> dict[str, Any]:
-    """Run *code* in a fresh interpreter (so that ``setrlimit`` cannot affect
-    pytest) and return the JSON object it prints on its last line."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
 
 
 # ------------------------------------------------- #1/#2 randport, randport_ts

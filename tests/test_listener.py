@@ -32,10 +32,20 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
+from _support import (
+    LOCALHOST,
+    Clients,
+    Collector,
+    ContentionRuntime,
+    loop_barrier,
+    loop_once,
+    loop_until,
+    tcp_socket,
+)
 
 from threadlisten import (
     DEFAULT_MAX_ACCEPTS,
@@ -44,11 +54,9 @@ from threadlisten import (
     Listener,
     ListenerFreedError,
 )
-from threadlisten._runtime import LockLike, Runtime
 
-#: Every bounded wait in this file.
+#: Every bounded wait in this file (the shared helpers bound theirs by ``_support.WAIT``).
 WAIT = 5.0
-LOCALHOST = ("127.0.0.1", 0)
 TS = LEV_OPT.THREADSAFE | LEV_OPT.CLOSE_ON_FREE
 
 T = TypeVar("T")
@@ -57,95 +65,9 @@ T = TypeVar("T")
 # ------------------------------------------------------------------ helpers
 
 
-class Collector:
-    """An accept callback that keeps every socket it receives (``close()`` closes them)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._calls: list[tuple[socket.socket, Any, Any]] = []  # (sock, address, arg)
-
-    def __call__(self, listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
-        with self._cond:
-            self._calls.append((sock, address, arg))
-            self._cond.notify_all()
-
-    @property
-    def count(self) -> int:
-        with self._cond:
-            return len(self._calls)
-
-    @property
-    def socks(self) -> list[socket.socket]:
-        with self._cond:
-            return [sock for sock, _, _ in self._calls]
-
-    @property
-    def addresses(self) -> list[Any]:
-        with self._cond:
-            return [address for _, address, _ in self._calls]
-
-    @property
-    def args(self) -> list[Any]:
-        with self._cond:
-            return [arg for _, _, arg in self._calls]
-
-    def wait_for(self, n: int, timeout: float = WAIT) -> bool:
-        """Wait until at least *n* connections were delivered; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self._calls) >= n, timeout)
-
-    def close(self) -> None:
-        for sock in self.socks:
-            sock.close()
-
-
-class Clients:
-    """Client connections, all closed at the end of the test."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.socks: list[socket.socket] = []
-
-    def connect(self, address: tuple[str, int]) -> socket.socket:
-        sock = socket.create_connection(address, timeout=WAIT)
-        with self._lock:
-            self.socks.append(sock)
-        return sock
-
-    def close(self) -> None:
-        with self._lock:
-            for sock in self.socks:
-                sock.close()
-
-
-class _WatchedRLock:
-    """A recursive lock that sets *contended* when a thread has to wait for it."""
-
-    def __init__(self, contended: threading.Event) -> None:
-        self._lock = threading.RLock()
-        self._contended = contended
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._lock.acquire(blocking=False):
-            return True
-        if not blocking:
-            return False
-        self._contended.set()
-        return self._lock.acquire(True, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-class ProbeRuntime(Runtime):
+class ProbeRuntime(ContentionRuntime):
     """A runtime that traces the listener's callbacks and destroy, and reports
-    when a thread is kept waiting for a listener lock."""
+    (``contended``) when a thread is kept waiting for a listener lock."""
 
     TRACED = (
         "listener.dispatched",
@@ -155,17 +77,16 @@ class ProbeRuntime(Runtime):
     )
 
     def __init__(self) -> None:
-        self.lock_contended = threading.Event()
-        self.base: EventBase | None = None
+        super().__init__()
+        self.base: EventBase | None = None  # the base whose loop ran last
         self._trace_lock = threading.Lock()
         #: (kind without "listener.", thread ident, on the loop thread)
         self._trace: list[tuple[str, int, bool]] = []
 
-    def rlock(self, name: str) -> LockLike:
-        return _WatchedRLock(self.lock_contended)
-
     def point(self, kind: str, **info: Any) -> None:
-        if kind in self.TRACED:
+        if kind == "base.loop_enter":
+            self.base = info["base"]
+        elif kind in self.TRACED:
             in_loop = self.base is not None and self.base.in_loop_thread()
             with self._trace_lock:
                 self._trace.append((kind.split(".", 1)[1], threading.get_ident(), in_loop))
@@ -177,36 +98,6 @@ class ProbeRuntime(Runtime):
 
     def kinds(self) -> list[str]:
         return [kind for kind, _, _ in self.trace]
-
-
-def loop_until(base: EventBase, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Run *base*'s loop in this thread, a round at a time, until *predicate* holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, "timed out running the loop"
-        loop_once(base, remaining)
-
-
-def loop_once(base: EventBase, timeout: float = WAIT) -> None:
-    """One ``loop(once=True)`` in this thread: wait for something active, run it."""
-    guard = base.call_later(timeout, base.loopbreak)
-    try:
-        base.loop(once=True)
-    finally:
-        guard.cancel()
-
-
-def loop_barrier(base: EventBase) -> None:
-    """Return once the loop thread has dispatched all readiness present now.
-
-    The first hop runs in some round N; the second is queued during N, so it
-    runs in round N + 1 after that round's poll (made after this call) and
-    after the event callbacks it dispatched.
-    """
-    done = threading.Event()
-    base.call_soon_threadsafe(base.call_soon_threadsafe, done.set)
-    assert done.wait(WAIT), "the loop thread did not run the barrier"
 
 
 def run_in_loop(base: EventBase, fn: Callable[[], T]) -> T:
@@ -268,17 +159,6 @@ def assert_queued(listener: Listener, n: int) -> None:
         assert queued == n
 
 
-def tcp_listener_socket() -> socket.socket:
-    """A bound, not yet listening TCP socket on loopback."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(LOCALHOST)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def assert_alive_connection(server: socket.socket, client: socket.socket) -> None:
     """*server* and *client* are the two ends of one open connection."""
     server.setblocking(True)
@@ -287,58 +167,6 @@ def assert_alive_connection(server: socket.socket, client: socket.socket) -> Non
     assert client.recv(4) == b"ping"
     client.sendall(b"pong")
     assert server.recv(4) == b"pong"
-
-
-@pytest.fixture
-def make_base() -> Iterator[Callable[..., EventBase]]:
-    """Make event bases (optionally with an acceptor thread); stop and close them after."""
-    bases: list[EventBase] = []
-
-    def make(*, thread: bool = False, runtime: Runtime | None = None) -> EventBase:
-        base = EventBase(runtime=runtime)
-        bases.append(base)
-        if isinstance(runtime, ProbeRuntime):
-            runtime.base = base
-        if thread:
-            base.start_thread()
-        return base
-
-    try:
-        yield make
-    finally:
-        for base in bases:
-            base.stop(timeout=WAIT)
-            base.close()
-
-
-@pytest.fixture
-def base(make_base: Callable[..., EventBase]) -> EventBase:
-    """An idle base: the test runs its loop in its own thread."""
-    return make_base()
-
-
-@pytest.fixture
-def acceptor(make_base: Callable[..., EventBase]) -> EventBase:
-    """A base whose loop an acceptor thread runs."""
-    return make_base(thread=True)
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    c = Clients()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def address_of(listener: Listener) -> tuple[str, int]:
@@ -652,11 +480,11 @@ def test_free_from_another_thread_while_a_callback_runs(
         collector(lst, sock, address, arg)
         entered.set()
         # Held until free() is blocked on the listener lock (bounded).
-        saw_free_waiting.append(rt.lock_contended.wait(WAIT))
+        saw_free_waiting.append(rt.contended.wait(WAIT))
         with state:
             running -= 1
 
-    sock = tcp_listener_socket()
+    sock = tcp_socket()
     address = sock.getsockname()
     flags = LEV_OPT.THREADSAFE | (LEV_OPT.CLOSE_ON_FREE if close_on_free else LEV_OPT(0))
     try:
@@ -670,7 +498,7 @@ def test_free_from_another_thread_while_a_callback_runs(
         # Two more queue while the callback runs: the batch may still take them.
         clients.connect(address)
         clients.connect(address)
-        assert not rt.lock_contended.is_set()
+        assert not rt.contended.is_set()
         lst.free()
         with state:
             assert running == 0
@@ -703,7 +531,7 @@ def test_free_leaves_a_passed_int_descriptor_open(
     base: EventBase, collector: Collector, clients: Clients
 ) -> None:
     """Without CLOSE_ON_FREE an int fd passed in stays open after free() and after GC."""
-    sock = tcp_listener_socket()
+    sock = tcp_socket()
     address = sock.getsockname()
     fd = sock.detach()
     closed = False
@@ -730,7 +558,7 @@ def test_free_leaves_a_passed_int_descriptor_open(
 
 def test_free_closes_a_passed_int_descriptor_with_close_on_free(base: EventBase) -> None:
     """With CLOSE_ON_FREE an int fd passed in is closed by free()."""
-    sock = tcp_listener_socket()
+    sock = tcp_socket()
     fd = sock.detach()
     try:
         lst = Listener.from_socket(base, fd, None, flags=LEV_OPT.CLOSE_ON_FREE)
@@ -744,7 +572,7 @@ def test_free_closes_a_passed_int_descriptor_with_close_on_free(base: EventBase)
 
 def test_free_keeps_a_passed_socket_open_without_close_on_free(base: EventBase) -> None:
     """Without CLOSE_ON_FREE the socket object passed in stays open and listening."""
-    with tcp_listener_socket() as sock:
+    with tcp_socket() as sock:
         Listener.from_socket(base, sock, None).free()
         assert sock.fileno() >= 0
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
@@ -960,7 +788,7 @@ def test_plain_listener_works_from_the_loop_thread_only(
 def test_properties(base: EventBase) -> None:
     """fd, base, socket, flags, enabled, max_accepts, backing_off, freed, refcount, repr."""
     flags = TS | LEV_OPT.DISABLED
-    with tcp_listener_socket() as sock:
+    with tcp_socket() as sock:
         with Listener.from_socket(base, sock, None, flags=flags, max_accepts=7) as lst:
             assert lst.fd == sock.fileno()
             assert lst.base is base
@@ -1007,7 +835,7 @@ def test_bad_max_accepts(base: EventBase, bad: Any, error: type[Exception]) -> N
     """max_accepts must be an int >= 1 (bool refused): else ValueError/TypeError, nothing leaks."""
     with pytest.raises(error):
         Listener.bind(base, LOCALHOST, None, flags=TS, max_accepts=bad)
-    with tcp_listener_socket() as sock:
+    with tcp_socket() as sock:
         with pytest.raises(error):
             Listener.from_socket(base, sock, None, flags=TS, max_accepts=bad)
         assert sock.fileno() >= 0

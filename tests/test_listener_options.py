@@ -13,18 +13,23 @@ import os
 import socket
 import struct
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import (
+    LOCALHOST,
+    Collector,
+    connect,
+    loop_until,
+    open_fds,
+    tcp_socket,
+)
 
 import threadlisten
 from threadlisten import LEV_OPT, EventBase, EventBaseClosedError, Listener
 
 WAIT = 5.0
-LOCALHOST = ("127.0.0.1", 0)
 CLOSE = LEV_OPT.CLOSE_ON_FREE
 LINUX = sys.platform.startswith("linux")
 
@@ -32,66 +37,6 @@ linux_only = pytest.mark.skipif(not LINUX, reason="reads Linux-specific socket s
 
 
 # ------------------------------------------------------------------ helpers
-
-
-class Collector:
-    """An accept callback that keeps every socket it receives (``close()`` closes them)."""
-
-    def __init__(self) -> None:
-        self.socks: list[socket.socket] = []
-        self.addresses: list[Any] = []
-
-    def __call__(self, listener: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
-        self.socks.append(sock)
-        self.addresses.append(address)
-
-    @property
-    def count(self) -> int:
-        return len(self.socks)
-
-    def close(self) -> None:
-        for sock in self.socks:
-            sock.close()
-
-
-def open_fds() -> set[int]:
-    """The descriptors open in this process."""
-    path = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
-    fds = set()
-    for name in os.listdir(path):
-        try:
-            os.fstat(int(name))
-        except OSError:
-            continue  # the descriptor listdir used
-        fds.add(int(name))
-    return fds
-
-
-def loop_until(base: EventBase, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Run *base*'s loop in this thread, a round at a time, until *predicate* holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, "timed out running the loop"
-        guard = base.call_later(remaining, base.loopbreak)
-        try:
-            base.loop(once=True)
-        finally:
-            guard.cancel()
-
-
-def connect(address: Any) -> socket.socket:
-    """A client connected to *address* (a TCP tuple or an AF_UNIX path)."""
-    if isinstance(address, str | bytes):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(WAIT)
-            sock.connect(address)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    return socket.create_connection(address[:2], timeout=WAIT)
 
 
 def assert_accepts(base: EventBase, collector: Collector, address: Any) -> None:
@@ -104,17 +49,6 @@ def assert_accepts(base: EventBase, collector: Collector, address: Any) -> None:
         server.settimeout(WAIT)
         client.sendall(b"hi")
         assert server.recv(2) == b"hi"
-
-
-def tcp_socket(family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
-    """A bound, not yet listening TCP socket on loopback."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.bind(("::1", 0) if family == socket.AF_INET6 else LOCALHOST)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def listen_backlog(sock: socket.socket) -> int:
@@ -146,25 +80,6 @@ def _has_ipv6_loopback() -> bool:
 
 HAS_IPV6 = _has_ipv6_loopback()
 ipv6_only = pytest.mark.skipif(not HAS_IPV6, reason="::1 is not available")
-
-
-@pytest.fixture
-def base() -> Iterator[EventBase]:
-    """An idle base: the test runs its loop in its own thread."""
-    b = EventBase()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ leak check then only sees the child's pipes, which ``subprocess.run`` closes).
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import subprocess
@@ -19,18 +18,18 @@ import threading
 from pathlib import Path
 
 import pytest
+from _support import REPO_ROOT, child_env
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # ``stress`` is a directory at the repository root, not an installed package:
 # ``python -m pytest`` from the root finds it, a bare ``pytest`` may not.
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from stress.clients import _one_connection  # noqa: E402
-from stress.invariants import Violations  # noqa: E402
-from stress.protocol import HEADER, make_request, recv_exactly, response_for  # noqa: E402
-from stress.stats import Stats  # noqa: E402
-from stress.workers import WorkerPool  # noqa: E402
+from stress.clients import _one_connection
+from stress.invariants import Violations
+from stress.protocol import HEADER, make_request, recv_exactly, response_for
+from stress.stats import Stats
+from stress.workers import WorkerPool
 
 #: Seconds the stress run lasts: long enough for hundreds of listener frees
 #: and tens of thousands of connections on a 2-core machine.
@@ -44,8 +43,6 @@ CHILD_TIMEOUT = 150
 def test_short_stress_run_holds_every_invariant(tmp_path: Path) -> None:
     """A short stress run exits 0 and its report shows zero violations and leaks."""
     report_path = tmp_path / "stress.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
         [
             sys.executable,
@@ -61,7 +58,7 @@ def test_short_stress_run_holds_every_invariant(tmp_path: Path) -> None:
             str(report_path),
         ],
         cwd=REPO_ROOT,
-        env=env,
+        env=child_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

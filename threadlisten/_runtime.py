@@ -30,7 +30,9 @@ from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "POINT_KINDS",
+    "DelegatingLock",
     "LockLike",
+    "LockWrapper",
     "Runtime",
     "get_default_runtime",
     "set_default_runtime",
@@ -77,6 +79,80 @@ class LockLike(Protocol):
         tb: TracebackType | None,
         /,
     ) -> None: ...
+
+
+class LockWrapper:
+    """A base for lock classes built on another lock: ``with`` from ``acquire``/``release``.
+
+    A subclass defines ``acquire(blocking=True, timeout=-1)`` (every argument
+    with a default) and ``release()``; this base makes it a ``LockLike``:
+    ``__enter__`` is the subclass's ``acquire`` itself (set when the subclass
+    is made, unless it or a base between defines an ``__enter__`` of its own)
+    and ``__exit__`` calls ``release()``.  It adds no state (``__slots__ = ()``).
+    A lock whose ``release`` only releases the wrapped lock: ``DelegatingLock``.
+
+    Thread-safety: as the subclass's ``acquire`` and ``release``.
+    """
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        enter = cls.__enter__
+        if enter is LockWrapper.__enter__ or getattr(enter, "__name__", "") == "acquire":
+            # ``with lock:`` calls acquire() itself: no Python frame in between.
+            setattr(cls, "__enter__", cls.acquire)  # noqa: B010 (mypy: no method assignment)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, as ``threading.RLock.acquire``; return whether it was taken."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Release the lock (one level of a recursive one)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
+        self.release()
+
+
+class DelegatingLock(LockWrapper):
+    """A ``LockWrapper`` whose ``release`` releases the wrapped lock, ``_lock``, and nothing else.
+
+    A subclass defines ``acquire`` only (and calls ``__init__`` with the lock
+    to wrap).  ``release()`` and ``__exit__`` go straight to ``_lock``, so
+    ``with`` runs two Python frames, ``acquire`` and ``__exit__``, fewer than
+    hand-written ``__enter__``/``__exit__`` methods would (``listener._CallerLock``
+    is on every public call of a THREADSAFE listener).
+
+    Thread-safety: as the subclass's ``acquire`` and the wrapped lock.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: LockLike) -> None:
+        self._lock = lock
+
+    def release(self) -> None:
+        """Release the wrapped lock."""
+        self._lock.release()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
+        self._lock.release()
 
 
 class Runtime:

@@ -74,7 +74,7 @@ from threadlisten._accept_errors import (
     classify,
 )
 from threadlisten._flags import LEV_OPT, check_flags
-from threadlisten._runtime import LockLike, Runtime
+from threadlisten._runtime import DelegatingLock, LockLike, Runtime
 from threadlisten._sockets import (
     adopt_socket,
     check_backlog,
@@ -141,7 +141,7 @@ class _NoLock:
 _NO_LOCK = _NoLock()
 
 
-class _CallerLock:
+class _CallerLock(DelegatingLock):
     """How a public call takes a THREADSAFE listener's lock: fairly against the loop.
 
     Why.  ``listener.lock`` (an ``RLock``) is not fair: when a batch ends, the
@@ -177,10 +177,10 @@ class _CallerLock:
     goes on: the window stays harmless.
     """
 
-    __slots__ = ("_gate", "_lock")
+    __slots__ = ("_gate",)
 
     def __init__(self, lock: LockLike, gate: LockLike) -> None:
-        self._lock = lock
+        super().__init__(lock)
         self._gate = gate
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -193,21 +193,6 @@ class _CallerLock:
         # batch meanwhile.  (A timeout bounds only the wait for the lock.)
         with self._gate:
             return self._lock.acquire(True, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self._lock.release()
 
 
 def _check_callback(cb: object, what: str) -> None:

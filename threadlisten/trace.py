@@ -54,10 +54,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, cast
 
-from threadlisten._runtime import LockLike, Runtime, set_default_runtime
+from threadlisten._runtime import LockLike, LockWrapper, Runtime, set_default_runtime
 from threadlisten.listener import AcceptCallback, ErrorCallback, Listener
 
 __all__ = [
@@ -281,7 +280,7 @@ class Tracer:
             return f"L{self._labels}"
 
 
-class TracingRLock:
+class TracingRLock(LockWrapper):
     """A recursive lock that records ``lock.wait``, ``lock.acquire``,
     ``lock.release`` and ``lock.timeout`` on a ``Tracer``.
 
@@ -343,18 +342,6 @@ class TracingRLock:
     def held_by_me(self) -> bool:
         """Whether the calling thread holds the lock."""
         return self._owner == threading.get_ident()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
 
 
 def _callable_name(cb: object) -> str:

@@ -91,7 +91,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import (
     Any,
     ClassVar,
@@ -105,6 +104,7 @@ from typing import (
 )
 
 import pytest
+from _support import open_fds
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -119,7 +119,7 @@ from hypothesis.stateful import (
 import threadlisten.debug
 from threadlisten import LEV_OPT, EventBase, Listener, ListenerFreedError
 from threadlisten._accept_errors import AcceptErrorClass, classify
-from threadlisten._runtime import LockLike, Runtime, get_default_runtime
+from threadlisten._runtime import LockLike, LockWrapper, Runtime, get_default_runtime
 from threadlisten.listener import logger as listener_logger
 
 from .model import (
@@ -248,26 +248,11 @@ def _dump_later() -> None:
     faulthandler.dump_traceback_later(STEP_DUMP_TIMEOUT, exit=False, file=out)
 
 
-def open_fds() -> set[int]:
-    """The descriptors open in this process (Linux and the BSDs)."""
-    for path in ("/proc/self/fd", "/dev/fd"):
-        if os.path.isdir(path):
-            fds = set()
-            for name in os.listdir(path):
-                try:
-                    os.fstat(int(name))
-                except OSError:
-                    continue  # the descriptor listdir itself used
-                fds.add(int(name))
-            return fds
-    raise RuntimeError("cannot list open descriptors on this platform")
-
-
 # ------------------------------------------------------------------ the runtime
 
 
 @runtime_checkable
-class OwnedLock(Protocol):
+class OwnedLock(LockLike, Protocol):
     """A lock that knows its owner and recursion count: ``TrackedRLock``
     here, or the lock checker's ``threadlisten.debug`` locks."""
 
@@ -279,27 +264,13 @@ class OwnedLock(Protocol):
 
     def held_by_me(self) -> bool: ...
 
-    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
-
-    def release(self) -> None: ...
-
-    def __enter__(self) -> bool: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None: ...
-
 
 def depth_for_me(lock: OwnedLock) -> int:
     """How many times the calling thread holds *lock* (0 if another thread does)."""
     return lock.count if lock.held_by_me() else 0
 
 
-class TrackedRLock:
+class TrackedRLock(LockWrapper):
     """A recursive lock that knows its owner and depth (used when the lock
     checker is off, so the callbacks can still check that they hold it)."""
 
@@ -338,18 +309,6 @@ class TrackedRLock:
 
     def held_by_me(self) -> bool:
         return self._owner == threading.get_ident()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
 
 
 @dataclass
