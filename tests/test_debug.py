@@ -702,9 +702,15 @@ def test_non_threadsafe_listener_from_a_foreign_thread(checked: DebugRuntime) ->
     lev = Listener.bind(base, LOOPBACK, cb, flags=LEV_OPT.CLOSE_ON_FREE)
     lev.disable()  # the base is not running: any thread
     lev.enable()
+    # The address is read now, before the loop runs: once it does, even
+    # ``lev.socket`` from this thread is the misuse this test expects to see
+    # reported below.  (Read after start_thread(), it raced the loop thread
+    # setting ``running``: with the GIL the new thread rarely got that far
+    # first, on the free-threaded build it often did, and the read failed.)
+    address = lev.socket.getsockname()
     base.start_thread()
     try:
-        with connect(lev):
+        with socket.create_connection(address, timeout=WAIT):
             assert in_cb.wait(WAIT)
         with pytest.raises(LockDebugError, match="not THREADSAFE") as info:
             lev.disable()
@@ -745,6 +751,116 @@ def test_waiting_for_your_own_loop(checked: DebugRuntime) -> None:
             pseudo.unhold()
     finally:
         base.close()
+
+
+class _HoldOpenLock:
+    """``base.lock``, whose release by the first loop thread, once the base has
+    marked that loop over, waits (bounded) until a second loop has entered."""
+
+    def __init__(self, real: Any, rt: _LoopHandoverRuntime) -> None:
+        self._real = real
+        self._rt = rt
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return bool(self._real.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self._real.release()
+        rt = self._rt
+        base = rt.base
+        if (
+            rt.first == threading.get_ident()
+            and base is not None
+            and not base.running
+            and not rt.paused.is_set()
+        ):
+            rt.paused.set()  # the loop is over for the base, not yet for the checker
+            rt.second_entered.wait(WAIT)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _LoopHandoverRuntime(Runtime):
+    """Holds the first loop open between the end of its loop (for the base)
+    and its ``base.loop_exit`` point until a second loop has entered."""
+
+    def __init__(self) -> None:
+        self.base: EventBase | None = None
+        self.first: int | None = None
+        self.paused = threading.Event()
+        self.second_entered = threading.Event()
+
+    def lock(self, name: str) -> Any:
+        real = super().lock(name)
+        return _HoldOpenLock(real, self) if name == "base.lock" else real
+
+    def point(self, kind: str, **info: Any) -> None:
+        # Called by the DebugRuntime after its own check has passed.
+        if kind != "base.loop_enter":
+            return
+        if self.first is None:
+            self.first = threading.get_ident()
+        else:
+            self.second_entered.set()
+
+
+def test_loop_started_in_the_previous_loops_exit_window_is_clean(checked: DebugRuntime) -> None:
+    """The base marks a loop over before its thread reaches ``base.loop_exit``;
+    another thread's loop may enter in between.  The checker's ``base.dispatch``
+    pseudo-lock is handed over, not reported as held twice (a false
+    "pseudo-lock-held", which the free-threaded build hit)."""
+    inner = _LoopHandoverRuntime()
+    runtime = DebugRuntime(inner)
+    base = EventBase(runtime=runtime)
+    inner.base = base
+    outcome: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        try:
+            base.loop(nonblock=True)
+            outcome[name] = "ok"
+        except Exception as err:
+            outcome[name] = err
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    try:
+        assert inner.paused.wait(WAIT)  # first: in the window
+        second = threading.Thread(target=run, args=("second",))
+        second.start()
+        second.join(WAIT)
+        assert not second.is_alive()
+        first.join(WAIT)
+        assert not first.is_alive()
+    finally:
+        inner.second_entered.set()  # never leave the first thread waiting
+        first.join(WAIT)
+        base.close()
+    assert outcome == {"first": "ok", "second": "ok"}
+    assert tld.errors() == []
+    assert runtime.dispatch_lock(base).owner is None
+
+
+def test_unhold_by_a_thread_that_never_held_the_pseudo_lock(checked: DebugRuntime) -> None:
+    base = EventBase()
+    try:
+        pseudo = checked.dispatch_lock(base)
+        with pytest.raises(LockDebugError, match="does not hold it") as info:
+            pseudo.unhold()
+        assert info.value.check == "non-owner-release"
+        pseudo.hold()
+        with pytest.raises(LockDebugError, match="already held") as held:
+            pseudo.hold()
+        assert held.value.check == "pseudo-lock-held"
+        pseudo.unhold()
+        assert pseudo.owner is None
+    finally:
+        base.close()
+    assert checks() == ["non-owner-release", "pseudo-lock-held"]
 
 
 # ------------------------------------------------------------ clean runs

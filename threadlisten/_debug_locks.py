@@ -27,9 +27,14 @@ calls its ``OrderChecker`` before it blocks.  Checks, with libevent's names:
 ============================  =====================================================
 
 Thread-safety: every function and method here may be called from any thread.
-A lock's owner and count are written only by the thread that holds the real
-lock, so a reader on another thread sees either the old or the new owner,
-never its own identity by mistake.
+A ``DebugLock``'s owner and count are written only by the thread that holds
+the real lock, so a reader on another thread sees either the old or the new
+owner, never its own identity by mistake; that holds without the GIL too,
+because the free-threaded build reads and writes an object's slots
+atomically.  A ``PseudoLock`` has no real lock behind it and can change
+hands between two threads (``hold(handover=True)``), so its owner is written
+under a mutex of its own.  The held set is per thread (``threading.local``)
+and the error list has its own mutex.
 """
 
 from __future__ import annotations
@@ -466,35 +471,48 @@ class PseudoLock(TrackedLock):
     lock" is a cycle (libevent #1224), found even when the two never overlap
     in time.  The kernel's lockdep models completions the same way.
 
-    Thread-safety: any thread; ``hold``/``unhold`` by the loop thread.
+    Thread-safety: any thread; ``hold``/``unhold`` by the loop thread.  The
+    owner and count are written under an internal mutex, because with
+    ``hold(handover=True)`` two threads may write them at nearly the same
+    moment (see ``hold``); other threads read them racily, for messages.
     """
 
-    __slots__ = ("_order",)
+    __slots__ = ("_mutex", "_order")
 
     def __init__(self, name: str, order: OrderChecker | None) -> None:
         """Make a pseudo-lock of class *name* checked against *order*."""
         super().__init__(name)
         self._order = order
+        self._mutex = threading.Lock()
 
-    def hold(self) -> None:
+    def hold(self, *, handover: bool = False) -> None:
         """Mark the calling thread as holding it (the loop starts).
 
+        Args:
+            handover: the caller is known (by another means) to be the
+                rightful holder now, so a thread still marked as holding it
+                is only late to ``unhold``: it is taken over instead of
+                reported.  Its ``unhold`` then leaves the new holder alone.
+
         Raises:
-            LockDebugError: someone holds it already.
+            LockDebugError: someone holds it already (and not *handover*).
             LockOrderError: holding it now, under this thread's locks, closes a cycle.
         """
-        if self._owner is not None:
+        with self._mutex:
+            owner = self._owner
+        if owner is not None and not handover:
             fail(
                 LockDebugError(
-                    f"{self.describe()} is already held by {_thread_name(self._owner)}",
+                    f"{self.describe()} is already held by {_thread_name(owner)}",
                     check="pseudo-lock-held",
                 )
             )
         held = _tls.held
         if held and self._order is not None:
             self._order.check_acquire(self, held)
-        self._owner = threading.get_ident()
-        self._count = 1
+        with self._mutex:
+            self._owner = threading.get_ident()
+            self._count = 1
         held.append(self)
 
     def unhold(self) -> None:
@@ -503,16 +521,23 @@ class PseudoLock(TrackedLock):
         Raises:
             LockDebugError: the calling thread does not hold it.
         """
-        if self._owner != threading.get_ident():
+        held = _tls.held
+        if self not in held:
             fail(
                 LockDebugError(
                     f"{self.describe()} released by a thread that does not hold it",
                     check="non-owner-release",
                 )
             )
-        self._owner = None
-        self._count = 0
-        _tls.held.remove(self)
+        with self._mutex:
+            # Check-then-act on the owner, under the mutex: if a new holder
+            # took it over (``hold(handover=True)``) while this thread was on
+            # its way here, the pseudo-lock is the new holder's now, and
+            # clearing the owner would drop its hold.
+            if self._owner == threading.get_ident():
+                self._owner = None
+                self._count = 0
+        held.remove(self)
 
     def wait(self) -> None:
         """Record a wait for its holder: an acquire plus release, for lock order only.

@@ -175,6 +175,12 @@ class LockGraph:
         Thread-safety: any thread; called before blocking on *lock*.
         """
         name = lock.name
+        # The fast path reads ``_seen`` without ``_mutex``, on purpose: it
+        # runs at every blocking acquisition.  That is safe with and without
+        # the GIL: a set's ``in`` and ``add`` are atomic (on the free-threaded
+        # build each set has its own internal lock), edges are only added, so
+        # a stale "not seen" merely takes the locked path, which checks
+        # again; only ``reset()`` (tests, between runs) removes anything.
         seen = self._seen
         for other in held:
             if other is lock:

@@ -698,7 +698,17 @@ class DebugRuntime(Runtime):
     def _loop_enter(self, info: dict[str, Any]) -> None:
         base: EventBase = info["base"]
         before = held_snapshot()
-        self.dispatch_lock(base).hold()
+        # Why a hand-over.  The base marks its loop as over (``_running``
+        # cleared, under its lock) *before* the ending thread reaches
+        # ``base.loop_exit``, where this checker releases ``base.dispatch``.
+        # In between, another thread may legally start the loop and reach
+        # ``base.loop_enter`` first: the base itself guarantees one loop at a
+        # time, and says so (``in_loop_thread()`` is already true for the new
+        # loop thread here).  With the GIL that window was a few bytecodes and
+        # never hit; on the free-threaded build two threads taking turns at
+        # ``loop()`` hit it (a false "pseudo-lock-held").  So the pseudo-lock
+        # is taken over, and the late ``unhold`` leaves the new holder alone.
+        self.dispatch_lock(base).hold(handover=base.in_loop_thread())
         _frames.stack.append(_Frame(base, "loop", before))
 
     def _loop_exit(self, info: dict[str, Any]) -> None:

@@ -358,9 +358,9 @@ class Explorer:
         finally:
             logger.removeHandler(handler)
             rt.close()
-        if ctl.failure is not None and ctl.failure.kind == "stuck":
-            raise ExplorerError(ctl.failure.message)
-        failure = ctl.failure
+        trace, failure = ctl.outcome()
+        if failure is not None and failure.kind == "stuck":
+            raise ExplorerError(failure.message)
         # The lock checker's own report first: its errors raised on the loop
         # thread are also logged by the core, but say more.
         if failure is None and self.lock_checking:
@@ -377,7 +377,7 @@ class Explorer:
                 "ERROR records on the 'threadlisten' logger (an exception in a callback?):\n"
                 + "\n".join(_format_record(r) for r in handler.records),
             )
-        return list(ctl.trace), failure
+        return trace, failure
 
     def _lock_error_count(self) -> int:
         if not self.lock_checking:

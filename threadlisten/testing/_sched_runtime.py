@@ -20,7 +20,13 @@ On top of the seam, a scenario gets helpers: ``spawn``, ``new_base``,
 can wait for), ``advance``, and read access to the schedule so far (``step``,
 ``trace``, ``points``).
 
-Thread-safety: one instance per run, used by the run's threads (one at a time).
+Thread-safety: one instance per run, used by the run's threads, one at a
+time: everything here (lock owners, completion holders, the fake clock, the
+endpoint table, names) is guarded by the controller's *turn*, which exactly
+one thread holds and which is handed on under the controller's mutex, so each
+hand-off orders the old holder's writes before the new holder's reads, with
+or without the GIL (see ``_controller``).  The schedule so far (``step``,
+``trace``, ``points``) is read under the controller's mutex.
 """
 
 from __future__ import annotations
@@ -119,7 +125,10 @@ class SchedLock:
         owner: the managed thread holding it, or None.
         count: the recursion depth.
 
-    Thread-safety: threads of the run only.
+    Thread-safety: threads of the run only.  ``owner`` and ``count`` are
+    guarded by the turn: written by the holder of the turn right after its
+    ``park`` returns, read by whoever holds the turn next (``waits_for``).
+    They are never touched by two threads at once, so no lock of its own.
     """
 
     __slots__ = ("_ctl", "count", "label", "name", "owner", "recursive")
@@ -221,7 +230,8 @@ class Completion:
         name: shown in tables and deadlock reports.
         holder: the thread running it, or None.
 
-    Thread-safety: threads of the run only.
+    Thread-safety: threads of the run only; ``holder`` is guarded by the
+    turn, like ``SchedLock.owner``.
     """
 
     __slots__ = ("_ctl", "holder", "name")
@@ -301,7 +311,7 @@ class SchedThread(threading.Thread):
                 ``JOIN_SECONDS`` after its target finished.
         """
         ctl = self._ctl
-        if self._managed is None or threading.get_ident() not in ctl._by_ident or ctl.closed:
+        if self._managed is None or not ctl.manages_caller():
             super().join(timeout)
             return
         ctl.park(_JoinOp(self._managed))
@@ -471,12 +481,12 @@ class SchedRuntime(Runtime):
     @property
     def step(self) -> int:
         """The number of steps taken so far: a logical clock for histories."""
-        return self._controller.step
+        return self._controller.steps_taken()
 
     @property
     def trace(self) -> list[StepRecord]:
         """The steps taken so far (a copy)."""
-        return list(self._controller.trace)
+        return self._controller.trace_copy()
 
     def points(self, kind: str, **match: object) -> list[StepRecord]:
         """The steps so far whose operation is of *kind* (e.g. ``"listener.destroy"``).
@@ -485,7 +495,7 @@ class SchedRuntime(Runtime):
         by identity: ``rt.points("listener.callback_enter", listener=lev)``.
         """
         out = []
-        for record in self._controller.trace:
+        for record in self._controller.trace_copy():
             if record.kind != kind:
                 continue
             op = record.op
