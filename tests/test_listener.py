@@ -54,6 +54,7 @@ from threadlisten import (
     Listener,
     ListenerFreedError,
 )
+from threadlisten._runtime import Runtime
 
 #: Every bounded wait in this file (the shared helpers bound theirs by ``_support.WAIT``).
 WAIT = 5.0
@@ -240,11 +241,14 @@ def test_set_cb_none_stops_delivery_and_leaves_connections_queued(
         loop_until(base, lambda: collector.count == 3)
 
 
-@pytest.mark.parametrize("how", ["no-callback", "disabled", "set_cb-none"])
+@pytest.mark.parametrize("how", ["no-callback", "disabled", "set_cb-none", "disable"])
 def test_an_idle_listener_does_not_wake_the_loop(
     make_base: Callable[..., EventBase], collector: Collector, clients: Clients, how: str
 ) -> None:
-    """With no callback to deliver to, the loop does not even dispatch the listener (no spin)."""
+    """With no callback to deliver to, the loop does not dispatch the listener
+    again and again (no spin).  A listener made idle while armed (``set_cb(None)``,
+    ``disable()``) keeps its event until the loop's next dispatch finds it idle
+    and deletes it (the lazy delete): at most one dispatch, no callback."""
     rt = ProbeRuntime()
     base = make_base(runtime=rt)
     cb = None if how == "no-callback" else collector
@@ -252,14 +256,92 @@ def test_an_idle_listener_does_not_wake_the_loop(
     with Listener.bind(base, LOCALHOST, cb, flags=flags) as lst:
         if how == "set_cb-none":
             lst.set_cb(None)
+        elif how == "disable":
+            lst.disable()
         clients.connect(address_of(lst))
+        lazily_idle = how in ("set_cb-none", "disable")
         for _ in range(3):
             base.loop(nonblock=True)
-        assert rt.kinds() == []
+        assert rt.kinds() == (["dispatched"] if lazily_idle else [])
+        for _ in range(3):
+            base.loop(nonblock=True)
+        assert len(rt.kinds()) == (1 if lazily_idle else 0)  # never again
+        assert collector.count == 0
+        assert_queued(lst, 1)
         lst.set_cb(collector)
         lst.enable()
         loop_until(base, lambda: collector.count == 1)
-        assert rt.kinds()[0] == "dispatched"
+        assert rt.kinds()[-3:] == ["dispatched", "callback_enter", "callback_exit"]
+
+
+class RegistrationRuntime(Runtime):
+    """Counts the read event's registrations with the selector, from any thread."""
+
+    def __init__(self) -> None:
+        self._count_lock = threading.Lock()
+        self.registered = 0
+        self.unregistered = 0
+
+    def point(self, kind: str, **info: Any) -> None:
+        if kind in ("event.register", "event.unregister"):
+            with self._count_lock:
+                if kind == "event.register":
+                    self.registered += 1
+                else:
+                    self.unregistered += 1
+
+
+def test_pausing_and_resuming_touches_neither_selector_nor_loop(
+    make_base: Callable[..., EventBase], collector: Collector, clients: Clients
+) -> None:
+    """``disable(); enable()`` on an armed listener leaves its event added, so
+    the readiness the loop has seen is not dropped; the loop deletes the event
+    only when it finds the listener disabled (docs/performance.md, control)."""
+    rt = RegistrationRuntime()
+    base = make_base(runtime=rt)
+    with Listener.bind(base, LOCALHOST, collector, flags=TS) as lst:
+        assert (rt.registered, rt.unregistered) == (1, 0)
+        for _ in range(100):
+            lst.disable()
+            lst.enable()
+            lst.set_cb(None)
+            lst.set_cb(collector)
+        assert (rt.registered, rt.unregistered) == (1, 0)
+        clients.connect(address_of(lst))
+        loop_until(base, lambda: collector.count == 1)
+        lst.disable()
+        clients.connect(address_of(lst))
+        base.loop(nonblock=True)  # finds it disabled: deletes, accepts nothing
+        assert (rt.registered, rt.unregistered) == (1, 1)
+        assert collector.count == 1
+        lst.enable()
+        assert (rt.registered, rt.unregistered) == (2, 1)
+        loop_until(base, lambda: collector.count == 2)
+
+
+def test_a_callback_that_disables_leaves_the_event_deleted(
+    make_base: Callable[..., EventBase], clients: Clients
+) -> None:
+    """disable() from the accept callback: the batch stops and, at its end, the
+    loop thread deletes the event itself (no further dispatch while disabled)."""
+    rt = RegistrationRuntime()
+    base = make_base(runtime=rt)
+    got: list[socket.socket] = []
+
+    def cb(lst: Listener, conn: socket.socket, addr: Any, arg: Any) -> None:
+        got.append(conn)
+        lst.disable()
+
+    try:
+        with Listener.bind(base, LOCALHOST, cb, flags=TS) as lst:
+            for _ in range(3):
+                clients.connect(address_of(lst))
+            loop_until(base, lambda: len(got) == 1)
+            assert (rt.registered, rt.unregistered) == (1, 1)
+            assert_queued(lst, 2)
+    finally:
+        for conn in got:
+            conn.close()
 
 
 # --------------------------------- semantics 5: accept only for a callback

@@ -389,6 +389,14 @@ def disable_from_worker() -> ScenarioResult:
         thread = stage.spawn("worker", worker)
         stage.wait_for("return", "worker", detail="disable")
         stage.connect("client 2 connects: queued (disabled)")
+        # disable() left the read event added (the loop deletes it lazily),
+        # so client 2 wakes the loop once: wait until it has found L1
+        # disabled and let go of the lock, or enable() could come first and
+        # the trace would depend on timing.
+        woke = _nth(tracer, "dispatched", 2)
+        tracer.wait_for(
+            lambda e: e.kind == "lock.release" and e.thread == "loop", BOUND, start=woke.seq
+        )
         go.set()
         stage.join(thread)
         _nth(tracer, "callback_exit", 2)
@@ -411,9 +419,11 @@ def disable_from_worker() -> ScenarioResult:
         (
             "The worker calls disable() while the loop thread runs a callback: it waits",
             "for L1's lock until the batch ends.  When disable() returns, no callback runs.",
-            "Client 2 connects while L1 is disabled: the connection waits in the kernel's",
-            "backlog, nothing is accepted.  The worker calls enable(): the loop thread",
-            "accepts client 2 at once.  Neither call ever waits for the loop thread.",
+            "disable() only clears L1's flag.  Client 2 connects while L1 is disabled: the",
+            "loop thread wakes once, takes the lock, finds L1 disabled, deletes its read",
+            "event and accepts nothing; the connection waits in the kernel's backlog.  The",
+            "worker calls enable(): the event is added again and the loop thread accepts",
+            "client 2 at once.  Neither call ever waits for the loop thread.",
         ),
         (TracePart("threadlisten: disable() and enable() from a worker", events),),
     )

@@ -58,7 +58,9 @@ class WaitingDeleteListener(Listener):
         finally:
             self._running.end()
 
-    def _update_armed(self) -> None:
+    def _update_armed(self, lazy: bool = False) -> None:
+        # libevent's evconnlistener_disable() deletes the event at once: no
+        # lazy delete here (threadlisten's disable() leaves that to the loop).
         want = self._enabled and self._cb is not None and not self._freed and self._backoff is None
         if not want and self._armed and not self._base.in_loop_thread():
             # event_del(): wait until the running read callback has returned,
