@@ -219,7 +219,9 @@ class EventBase:
 
         Raises:
             EventBaseClosedError: the base is closed.
-            RuntimeError: a loop is already running on this base (in any thread).
+            RuntimeError: a loop is already running on this base (in any
+                thread), or a thread made by ``start_thread()`` is alive and
+                the caller is not that thread.
 
         Mirrors ``event_base_dispatch``.
         """
@@ -240,7 +242,9 @@ class EventBase:
 
         Raises:
             EventBaseClosedError: the base is closed.
-            RuntimeError: a loop is already running on this base.
+            RuntimeError: a loop is already running on this base, or a thread
+                made by ``start_thread()`` is alive and the caller is not that
+                thread (it owns the loop from ``start_thread()`` until it ends).
         """
         me = threading.current_thread()
         with self._lock:
@@ -248,6 +252,17 @@ class EventBase:
                 raise EventBaseClosedError("the event base is closed")
             if self._running:
                 raise RuntimeError("the event base's loop is already running")
+            # Why: between start_thread() and the moment its thread enters
+            # this method, _running is still False.  Without this check a
+            # loop()/dispatch() from another thread in that window took the
+            # loop, and the acceptor thread then died on the RuntimeError
+            # above (logged, not raised to anyone): the caller that made the
+            # mistake got no error, and the base lost its acceptor thread.
+            # Now the mistaken call fails, whichever thread gets here first.
+            if self._has_live_thread() and self._thread is not me:
+                raise RuntimeError(
+                    "the event base's loop belongs to the thread start_thread() made"
+                )
             self._running = True
             self._owner = threading.get_ident()
             # As libevent does at loop start: a loopbreak() made while no loop
@@ -311,59 +326,69 @@ class EventBase:
             while self._ready:
                 handles.append(self._ready.popleft())
             gens = {ev: ev._gen for ev in fired}
-        ran = 0
-        for ev, what in fired.items():
-            if self._break or self._stop_thread is me:
-                self._requeue_timeouts(fired, ev, gens)
-                break
-            if self._start_event(ev, gens[ev]):
-                ran += 1
-                try:
-                    ev._callback(ev._fileobj, what, ev._arg)
-                except Exception:
-                    logger.exception("exception in event callback %r", ev._callback)
-        for i, handle in enumerate(handles):
-            if self._break or self._stop_thread is me:
-                # Not run this round: put them back so none is lost, the
-                # callables ahead of any handed over since (FIFO order).
-                rest = handles[i:]
-                with self._lock:
-                    for h in rest:
-                        if isinstance(h, TimerHandle):
-                            heapq.heappush(self._timers, (h._when, next(self._seq), h))
-                    self._ready.extendleft(
-                        h for h in reversed(rest) if not isinstance(h, TimerHandle)
-                    )
-                break
-            with self._lock:
-                if handle._cancelled:
-                    continue
-            ran += 1
-            try:
-                handle._fn(*handle._args)
-            except Exception:
-                logger.exception("exception in callback %r", handle._fn)
+        # Run what was collected.  ``ev_done``/``h_done`` count the events and
+        # callables taken off the lists (started, or dropped as deleted or
+        # cancelled); whatever is left when the round ends early is put back.
+        ran = ev_done = h_done = 0
+        try:
+            for ev, what in fired.items():
+                if self._break or self._stop_thread is me:
+                    break
+                ev_done += 1
+                if self._start_event(ev, gens[ev]):
+                    ran += 1
+                    try:
+                        ev._callback(ev._fileobj, what, ev._arg)
+                    except Exception:
+                        logger.exception("exception in event callback %r", ev._callback)
+            if ev_done == len(fired):
+                for handle in handles:
+                    if self._break or self._stop_thread is me:
+                        break
+                    h_done += 1
+                    with self._lock:
+                        if handle._cancelled:
+                            continue
+                    ran += 1
+                    try:
+                        handle._fn(*handle._args)
+                    except Exception:
+                        logger.exception("exception in callback %r", handle._fn)
+        finally:
+            # Why a finally, not only the break above: a BaseException from a
+            # callback (KeyboardInterrupt, SystemExit) leaves dispatch() too,
+            # and the timers and callables already taken off the heap and the
+            # queue for this round would be lost with it: a loopexit(), a
+            # listener's back-off timer, a call_soon_threadsafe() hand-off
+            # never to run.  asyncio keeps them the same way (its _ready queue
+            # is popped one handle at a time).
+            if ev_done < len(fired) or h_done < len(handles):
+                self._requeue_round(list(fired.items())[ev_done:], gens, handles[h_done:])
         return ran
 
-    def _requeue_timeouts(
-        self, fired: dict[Event, int], first: Event, gens: dict[Event, int]
+    def _requeue_round(
+        self,
+        events: list[tuple[Event, int]],
+        gens: dict[Event, int],
+        handles: list[Handle],
     ) -> None:
-        """The loop is breaking before *first* and what follows it ran: re-arm
-        the timeouts among them that were taken off the heap, so none is lost.
-        (Readiness needs no such care: it is level-triggered and reported again.)
-        """
+        """Put back what a round took but did not start: the timeouts among
+        *events* (readiness needs no care: it is level-triggered and reported
+        again) and *handles*, the callables ahead of any handed over since
+        (FIFO order)."""
         with self._lock:
-            started = False
-            for ev, what in fired.items():
-                started = started or ev is first
+            for ev, what in events:
                 if (
-                    started
-                    and what & EV_TIMEOUT
+                    what & EV_TIMEOUT
                     and ev._added
                     and ev._gen == gens[ev]
                     and ev._timeout_seq is None
                 ):
                     self._schedule_timeout_locked(ev, 0.0)
+            for h in handles:
+                if isinstance(h, TimerHandle):
+                    heapq.heappush(self._timers, (h._when, next(self._seq), h))
+            self._ready.extendleft(h for h in reversed(handles) if not isinstance(h, TimerHandle))
 
     def _start_event(self, ev: Event, gen: int) -> bool:
         """Under the lock, decide whether *ev*'s callback may start now."""
@@ -405,7 +430,9 @@ class EventBase:
 
         Raises:
             EventBaseClosedError: the base is closed.
-            TypeError, ValueError: *delay* is not a finite number >= 0.
+            TypeError: *delay* is not a number (``bool`` included).
+            ValueError: *delay* is negative, NaN, infinite, or an int too large
+                for a float.
 
         Thread-safety: any thread.  Mirrors ``event_base_loopexit``.
         """
@@ -457,8 +484,10 @@ class EventBase:
         Returns a ``TimerHandle`` whose ``cancel()`` keeps it from starting.
 
         Raises:
-            TypeError: *fn* is not callable, or *delay* is not a number.
-            ValueError: *delay* is negative, NaN or infinite.
+            TypeError: *fn* is not callable, or *delay* is not a number
+                (``bool`` included).
+            ValueError: *delay* is negative, NaN, infinite, or an int too large
+                for a float.
             EventBaseClosedError: the base is closed.
 
         Thread-safety: any thread.  Mirrors ``event_base_once(EV_TIMEOUT)``.
@@ -530,7 +559,10 @@ class EventBase:
         Raises:
             TimeoutError: the thread did not end within *timeout*.
             RuntimeError: called on the loop thread itself (it would wait for itself).
-            TypeError, ValueError: *timeout* is not a finite number >= 0.
+            TypeError: *timeout* is not a number (``bool`` included).
+            ValueError: *timeout* is negative, NaN, infinite, or an int too
+                large for a float.  A finite timeout beyond what ``threading``
+                can wait (``threading.TIMEOUT_MAX``) waits for ever.
 
         Thread-safety: any thread but the loop thread.  It waits for the loop
         thread, so never call it while holding a listener lock (from a
@@ -650,7 +682,20 @@ class EventBase:
         if not old:
             self._selector.register(fd, new)
         elif new != old:
-            self._selector.modify(fd, new)
+            try:
+                self._selector.modify(fd, new)
+            except OSError:
+                # Why: the descriptor was closed (EBADF) or closed and reused
+                # (ENOENT) under the events already added for it, and the
+                # selectors module has just dropped it from its map (its
+                # modify() unregisters on failure).  Leaving those events in
+                # _fd_events made a later delete() of one of them, or the loop
+                # starting one on its timeout, raise KeyError from
+                # unregister(); raised in the loop, it lost the timers the
+                # round had taken.  A closed descriptor cannot be watched, so
+                # its events are forgotten, and the OSError is raised.
+                self._forget_fd_locked(fd)
+                raise
         if events is None:
             self._fd_events[fd] = [ev]
         else:
@@ -686,11 +731,23 @@ class EventBase:
             except OSError:
                 # The descriptor was closed under the remaining events; a
                 # closed descriptor cannot be polled, so forget it entirely.
-                for other in events:
-                    other._added = False
-                    other._gen += 1
-                del self._fd_events[fd]
-                self._selector.unregister(fd)
+                self._forget_fd_locked(fd)
+
+    def _forget_fd_locked(self, fd: int) -> None:
+        """Make every event on *fd* non-pending and drop *fd* from the selector.
+
+        For a descriptor closed under its events, after the selector refused a
+        change.  Why KeyError is ignored: the selectors module's ``modify()``
+        unregisters the descriptor itself when the system call fails, so a
+        second ``unregister()`` raised KeyError (out of ``Event.delete()``,
+        which raises nothing, or out of the loop).
+        """
+        for other in self._fd_events.pop(fd, ()):
+            other._added = False
+            other._gen += 1
+            other._timeout_seq = None  # its heap entry, if any, is now stale
+        with contextlib.suppress(KeyError):
+            self._selector.unregister(fd)
 
     def _event_pending(self, ev: Event, what: int) -> bool:
         with self._lock:

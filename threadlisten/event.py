@@ -71,11 +71,21 @@ def check_timeout(timeout: object, what: str = "timeout") -> float:
 
     Raises:
         TypeError: not a real number.
-        ValueError: negative, NaN or infinite.
+        ValueError: negative, NaN, infinite, or an int too large for a float
+            (beyond about 1.8e308).
     """
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"{what} must be a number of seconds, not {type(timeout).__name__}")
-    value = float(timeout)
+    try:
+        value = float(timeout)
+    except OverflowError:
+        # float(10**400) raises OverflowError, which no caller documents; it
+        # is a bad value like inf, so it is refused the same way (and before
+        # any state changes: every caller checks first).  Its repr is not
+        # shown: a huge int's str() can itself raise ValueError.
+        raise ValueError(
+            f"{what} must be a finite number of seconds >= 0, not a huge int"
+        ) from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{what} must be a finite number of seconds >= 0, not {timeout!r}")
     return value
@@ -193,8 +203,12 @@ class Event:
 
         Raises:
             EventBaseClosedError: the base is closed.
-            TypeError, ValueError: *timeout* is not a finite number >= 0.
-            OSError: the selector refused the descriptor (``EBADF`` for a closed one).
+            TypeError: *timeout* is not a number (``bool`` included).
+            ValueError: *timeout* is negative, NaN, infinite, or an int too
+                large for a float.
+            OSError: the selector refused the descriptor (``EBADF`` for a
+                closed one); the other events added for that descriptor become
+                non-pending too, as a closed descriptor cannot be watched.
 
         Thread-safety: any thread; takes the base lock briefly, wakes the loop.
         """
