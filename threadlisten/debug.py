@@ -121,6 +121,7 @@ from threadlisten._flags import LEV_OPT
 from threadlisten._lockdep import Edge, LockdepReport, LockGraph, LockOrderError
 from threadlisten._runtime import (
     LockLike,
+    LockWrapper,
     Runtime,
     get_default_runtime,
     set_default_runtime,
@@ -348,7 +349,7 @@ def _checked_call(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
     return checked
 
 
-class _OrderedCallerLock:
+class _OrderedCallerLock(LockWrapper):
     """A THREADSAFE listener's caller lock, with the order of a blocking acquisition.
 
     The listener's public calls take its lock through ``_CallerLock``: a
@@ -377,18 +378,6 @@ class _OrderedCallerLock:
         return self._caller.acquire(blocking, timeout)
 
     def release(self) -> None:
-        self._caller.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-        /,
-    ) -> None:
         self._caller.release()
 
 

@@ -34,10 +34,9 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from threadlisten._runtime import LockLike, Runtime
+from threadlisten._runtime import LockLike, LockWrapper, Runtime
 from threadlisten.base import EventBase
 from threadlisten.event import Event
 from threadlisten.listener import Listener
@@ -110,7 +109,7 @@ class _ReleaseOp(Op):
         return f"release {self.lock.label}"
 
 
-class SchedLock:
+class SchedLock(LockWrapper):
     """A lock whose acquire and release are scheduling points.
 
     Recursive or not (``Runtime.rlock``/``lock``).  A blocking ``acquire()``
@@ -178,18 +177,6 @@ class SchedLock:
     def locked(self) -> bool:
         """Whether some thread holds it."""
         return self.owner is not None
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         owner = self.owner.name if self.owner is not None else None
