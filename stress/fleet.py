@@ -275,9 +275,21 @@ class Fleet:
     def _create(self, slot: int) -> ListenerRecord:
         # Slot lock held.  Lock order: slot lock -> the new listener's lock ->
         # base lock.  No callback takes a slot lock, so there is no cycle.
+        #
+        # Made DISABLED and enabled only once its record exists.  Why: a
+        # client holding a stale address (a freed listener's port, of this
+        # run or of another stress process on the machine) may connect the
+        # moment the port is reused, before this slot is published; an
+        # enabled listener then ran its callback before the record existed,
+        # and the callback reported "callback of unknown listener" (once in
+        # 156,000 listeners of a 10-minute run).
         handler = self.handlers["echo"]
         listener = Listener.bind(
-            base=self.base, address=(LOOPBACK, 0), cb=handler, arg=handler.arg, flags=FLAGS
+            base=self.base,
+            address=(LOOPBACK, 0),
+            cb=handler,
+            arg=handler.arg,
+            flags=FLAGS | LEV_OPT.DISABLED,
         )
         try:
             listener.set_error_cb(self.error_handler)
@@ -292,6 +304,14 @@ class Fleet:
             record = ListenerRecord(gen=gen, slot=slot, port=port, listener=listener, sock=sock)
             self._records[listener] = record
             self.created += 1
+        try:
+            listener.enable()
+        except BaseException:
+            with self._lock:
+                del self._records[listener]
+                self.created -= 1
+            listener.free()
+            raise
         self.table.publish(slot, gen, port)
         return record
 

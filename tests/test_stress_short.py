@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support import REPO_ROOT, child_env
@@ -26,14 +27,19 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from stress.clients import _one_connection
+from stress.fleet import AddressTable, Fleet
 from stress.invariants import Violations
 from stress.protocol import HEADER, make_request, recv_exactly, response_for
 from stress.stats import Stats
 from stress.workers import WorkerPool
+from threadlisten import EventBase, Listener
 
 #: Seconds the stress run lasts: long enough for hundreds of listener frees
 #: and tens of thousands of connections on a 2-core machine.
 DURATION = 25
+
+#: Bound on every wait of the in-process tests.
+WAIT = 10.0
 
 #: Seconds the child may take in all (start-up, the run, the ending, the report).
 CHILD_TIMEOUT = 150
@@ -149,3 +155,71 @@ def test_a_client_reading_back_its_own_request_is_self_connected() -> None:
                 assert _one_connection(port, request, 10.0) == expected
             finally:
                 thread.join(10.0)
+
+
+class _Table:
+    """An ``AddressTable`` backing store for one process: a list with a lock."""
+
+    def __init__(self, n: int) -> None:
+        self._items = [0] * n
+        self._lock = threading.Lock()
+
+    def get_lock(self) -> threading.Lock:
+        return self._lock
+
+    def __getitem__(self, i: int) -> int:
+        return self._items[i]
+
+    def __setitem__(self, i: int, value: int) -> None:
+        self._items[i] = value
+
+
+def test_a_new_listener_takes_no_connection_before_its_record_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client with a stale address may connect to a listener the moment its
+    port is reused, before the fleet has recorded it.  The fleet makes the
+    listener disabled and enables it once the record exists, so the callback
+    always finds its record.  Here the window is held open: inside
+    ``_create`` (in ``set_error_cb``) a client connects and the loop thread
+    goes round twice; the old code ran the callback then and recorded a
+    ``callback of unknown`` violation (the 10-minute run's one violation)."""
+    base = EventBase()
+    base.start_thread()
+    delivered: list[int] = []
+    got = threading.Event()
+
+    def submit(sock: socket.socket, gen: int) -> None:
+        sock.close()
+        delivered.append(gen)
+        got.set()
+
+    def loop_round() -> None:
+        done = threading.Event()
+        base.call_soon_threadsafe(done.set)
+        assert done.wait(WAIT)
+
+    clients: list[socket.socket] = []
+    original = Listener.set_error_cb
+
+    def set_error_cb_with_a_client(listener: Listener, errorcb: Any) -> None:
+        clients.append(socket.create_connection(listener.socket.getsockname(), timeout=WAIT))
+        loop_round()  # the readiness is reported in the round after the connect
+        loop_round()
+        original(listener, errorcb)
+
+    monkeypatch.setattr(Listener, "set_error_cb", set_error_cb_with_a_client)
+    violations = Violations()
+    fleet = Fleet(base, 1, AddressTable(_Table(2)), submit, Stats(), violations)
+    try:
+        fleet.populate()
+        assert got.wait(WAIT)
+        assert delivered == [fleet.current(0).gen]
+        assert violations.total == 0, violations
+    finally:
+        base.stop(WAIT)
+        monkeypatch.undo()
+        fleet.free_all()
+        base.close()
+        for client in clients:
+            client.close()
