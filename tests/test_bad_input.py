@@ -70,16 +70,6 @@ def noop(*args: Any, **kwargs: Any) -> None:
     """A callback that does nothing (never raises: raising would log an ERROR)."""
 
 
-@pytest.fixture
-def base() -> Iterator[EventBase]:
-    b = EventBase()
-    try:
-        yield b
-    finally:
-        b.stop(WAIT)
-        b.close()
-
-
 def tcp_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(LOCALHOST)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,16 +36,6 @@ WAIT = 10.0
 
 def noop(*args: Any) -> None:
     """A callback that does nothing."""
-
-
-@pytest.fixture
-def base() -> Iterator[EventBase]:
-    b = EventBase()
-    try:
-        yield b
-    finally:
-        b.stop(WAIT)
-        b.close()
 
 
 # -------------------------------------------- the loop belongs to start_thread's thread
