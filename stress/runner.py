@@ -49,6 +49,7 @@ from stress.watchdog import Watchdog
 from stress.workers import WorkerPool
 from threadlisten import EventBase
 from threadlisten._runtime import Runtime, set_default_runtime
+from threadlisten.demo import open_fds
 
 __all__ = ["EXIT_OK", "EXIT_TARGETS_MISSED", "EXIT_VIOLATIONS", "run"]
 
@@ -74,19 +75,6 @@ def gil_enabled() -> bool:
 def free_threaded_build() -> bool:
     """Return whether this interpreter was built with ``--disable-gil``."""
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-def open_fds() -> set[int]:
-    """Return the descriptors open in this process (Linux /proc, else /dev/fd)."""
-    path = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
-    fds = set()
-    for name in os.listdir(path):
-        try:
-            os.fstat(int(name))
-        except OSError:
-            continue  # the descriptor listdir itself used
-        fds.add(int(name))
-    return fds
 
 
 def fd_count() -> int:

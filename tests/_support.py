@@ -22,6 +22,7 @@ from typing import Any
 
 from threadlisten import EventBase, Listener
 from threadlisten._runtime import DelegatingLock, LockLike, Runtime
+from threadlisten.demo import open_fds as open_fds  # the one leak check, re-exported
 
 #: The default bound, in seconds, of every wait in these helpers.
 WAIT = 10.0
@@ -30,22 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------ descriptors
-
-
-def open_fds() -> set[int]:
-    """Return the set of descriptors open in this process (Linux and the BSDs)."""
-    for path in ("/proc/self/fd", "/dev/fd"):
-        if os.path.isdir(path):
-            fds = set()
-            for name in os.listdir(path):
-                fd = int(name)
-                try:
-                    os.fstat(fd)
-                except OSError:
-                    continue  # the descriptor listdir itself used
-                fds.add(fd)
-            return fds
-    raise RuntimeError("cannot list open descriptors on this platform")
 
 
 # ------------------------------------------------------------ child processes

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import open_fds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,19 +52,6 @@ LOCALHOST = ("127.0.0.1", 0)
 CLOSE = LEV_OPT.CLOSE_ON_FREE
 TS = LEV_OPT.THREADSAFE | CLOSE
 INT_MAX = 2**31 - 1
-
-
-def open_fds() -> set[int]:
-    """The descriptors open in this process."""
-    path = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
-    fds = set()
-    for name in os.listdir(path):
-        try:
-            os.fstat(int(name))
-        except OSError:
-            continue  # the descriptor listdir used
-        fds.add(int(name))
-    return fds
 
 
 def noop(*args: Any, **kwargs: Any) -> None:
