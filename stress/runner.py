@@ -199,7 +199,7 @@ class _Run:
             "deadlock": why,
             "elapsed_s": time.monotonic() - self.started,
             "config": self.cfg.as_dict(),
-            "command": sys.argv,
+            "command": command_line(),
             "python": self.python_info(),
             "counters": dict(snap),
             "connections_live": self.clients.live_counts() if self.clients else {},
@@ -390,6 +390,19 @@ def run(cfg: StressConfig, stream: TextIO | None = None) -> tuple[int, dict[str,
     return code, report
 
 
+def command_line() -> list[str]:
+    """Return the command that started this run as a user would type it.
+
+    ``python -m stress`` puts the absolute path of ``stress/__main__.py`` in
+    ``sys.argv[0]``, which named this machine's checkout (a /tmp clone, a
+    home directory) in every committed report; it is written as ``-m stress``.
+    """
+    first = sys.argv[0] if sys.argv else ""
+    if Path(first).name == "__main__.py" and Path(first).parent.name == "stress":
+        return ["python", "-m", "stress", *sys.argv[1:]]
+    return list(sys.argv)
+
+
 def source_info() -> dict[str, Any]:
     """Return the git commit of the tree that ran, and whether tracked files of
     ``threadlisten/`` had local changes (untracked files are not counted).
@@ -558,7 +571,7 @@ def _reconcile(
     freed_in_cb = snap.get("listener.freed_in_callback", 0)
     return {
         "version": REPORT_VERSION,
-        "command": sys.argv,
+        "command": command_line(),
         "config": state.cfg.as_dict(),
         "python": state.python_info(),
         "run_nonce": f"{state.run:016x}",

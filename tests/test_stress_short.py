@@ -77,6 +77,8 @@ def test_short_stress_run_holds_every_invariant(tmp_path: Path) -> None:
     report = json.loads(report_path.read_text())
     assert report["ok"] is True
     assert report["violations"] == 0
+    # The command as typed, not this checkout's absolute path.
+    assert report["command"][:5] == ["python", "-m", "stress", "--duration", str(DURATION)]
     failed = [inv for inv in report["invariants"] if not inv["held"]]
     assert not failed, failed
     assert report["descriptors"]["before"] == report["descriptors"]["after"]

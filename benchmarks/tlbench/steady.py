@@ -57,7 +57,8 @@ class SteadyResult:
         server_busy: server CPU seconds per second in the window (1.0 = one
             core all the time; more with several busy threads), counting
             ``ksoftirqd`` on its core as in burst mode.
-        cpu_us: server CPU microseconds per connection (the same account).
+        cpu_us: server CPU microseconds per connection (the same account);
+            None when nothing was accepted (only with ``allow_idle``).
         generator_busy: the load generator's CPU seconds per second.
         extras: the server's extra counters, per second (``ops`` ...).
         generator_errors: connects that failed (refused, reset).
@@ -65,7 +66,7 @@ class SteadyResult:
 
     rate: float
     server_busy: float
-    cpu_us: float
+    cpu_us: float | None
     generator_busy: float | None
     extras: dict[str, float]
     generator_errors: int
@@ -78,12 +79,19 @@ def steady_round(
     loadgen: Path,
     window: Window,
     extra_args: tuple[str, ...] = (),
+    allow_idle: bool = False,
 ) -> SteadyResult:
     """Run *peer* under the load generator and measure one window.
 
+    *allow_idle*: a window in which nothing was accepted is a result (rate 0),
+    not an error.  For cross-thread control, where threads calling the
+    listener flat out can starve the loop thread: there, 0 is the
+    measurement; elsewhere it means a broken server.
+
     Raises:
         ServerError: the server failed.
-        RuntimeError: the generator failed, or nothing was accepted.
+        RuntimeError: the generator failed, or nothing was accepted (unless
+            *allow_idle*).
     """
     run_time = window.warmup + window.measure + TAIL
     with ServerProc(
@@ -118,7 +126,7 @@ def steady_round(
     errors = int(out.split()[2])
     seconds = (second.now_ns - first.now_ns) / 1e9
     accepted = second.count - first.count
-    if accepted <= 0 or seconds <= 0:
+    if seconds <= 0 or (accepted <= 0 and not allow_idle):
         raise RuntimeError("nothing was accepted in the window")
     cpu = (second.cpu_ns - first.cpu_ns) / 1e9
     if soft_first is not None and soft_second is not None:
@@ -132,7 +140,7 @@ def steady_round(
     return SteadyResult(
         rate=accepted / seconds,
         server_busy=cpu / seconds,
-        cpu_us=cpu / accepted * 1e6,
+        cpu_us=cpu / accepted * 1e6 if accepted > 0 else None,
         generator_busy=gen_busy,
         extras=extras,
         generator_errors=errors,

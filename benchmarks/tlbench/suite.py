@@ -178,7 +178,7 @@ def run_steady(ctx: Context) -> dict[str, Any]:
         lambda key: steady_round(ctx.launcher, BY_KEY[key], ctx.cores, loadgen, s.steady),
         ctx.log,
         "steady",
-        lambda k, r: f"{r.rate:,.0f}/s, {r.cpu_us:.1f} us/conn, busy {r.server_busy:.2f}",
+        lambda k, r: f"{r.rate:,.0f}/s, {r.cpu_us or 0:.1f} us/conn, busy {r.server_busy:.2f}",
     )
     rows: dict[str, dict[str, Any]] = {}
     for peer in ctx.peers:
@@ -186,7 +186,7 @@ def run_steady(ctx: Context) -> dict[str, Any]:
         row = _row(peer)
         row["rounds"] = [asdict(r) for r in results]
         row["rate"] = summary_dict(r.rate for r in results)
-        row["cpu_us"] = summary_dict(r.cpu_us for r in results)
+        row["cpu_us"] = summary_dict(r.cpu_us for r in results if r.cpu_us is not None)
         row["server_busy"] = summary_dict(r.server_busy for r in results)
         row["generator_busy"] = summary_dict(
             r.generator_busy for r in results if r.generator_busy is not None
@@ -260,7 +260,7 @@ def run_control(ctx: Context, peer: Peer) -> dict[str, Any]:
             "rounds": [asdict(r) for r in results],
             "ops": summary_dict(r.extras.get("ops", 0.0) for r in results),
             "rate": summary_dict(r.rate for r in results),
-            "cpu_us": summary_dict(r.cpu_us for r in results),
+            "cpu_us": summary_dict(r.cpu_us for r in results if r.cpu_us is not None),
             "errors": collected.errors.get(key, []),
         }
     base = rows.get("none/0", {}).get("rate")
