@@ -87,8 +87,11 @@ def control_round(
             "--control-rate",
             str(case.rate),
         )
-    # A window with no accept is a result here: flat-out control can starve
-    # the loop thread (on 3.13t with the server pinned to one core, two
-    # threads cycling disable/enable/set_cb took the listener lock so often
-    # that a 0.2 s window saw none; docs/performance.md).
+    # A window with no accept is a result here.  Threads that never block
+    # share the server's one core with the loop thread, which then falls
+    # behind the load: the backlog fills, the kernel drops SYNs, and every
+    # connect of the load generator waits for the 1 s SYN retransmission,
+    # during which the loop, having drained the queue, waits in select().  A
+    # short window (--quick: 0.2 s) can fall in such a pause (seen on 3.13t,
+    # where the control threads run without a GIL to share).
     return steady_round(launcher, peer, cores, loadgen, window, args, allow_idle=True)
