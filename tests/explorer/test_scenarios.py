@@ -17,8 +17,6 @@ the explorer's locks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -88,18 +86,6 @@ def test_dfs_drives_free_into_the_deadlock_window() -> None:
     report = Explorer(DFSChooser(max_preemptions=PREEMPTION_BOUND)).run(scenario)
     assert report.complete
     assert windows, "no schedule freed the listener inside the window"
-
-
-@pytest.fixture
-def lock_checker() -> Iterator[None]:
-    from threadlisten.debug import clear_errors, reset_lockdep
-
-    clear_errors()
-    try:
-        yield
-    finally:
-        clear_errors()
-        reset_lockdep()
 
 
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "two_listeners"])

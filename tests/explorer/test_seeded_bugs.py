@@ -18,7 +18,7 @@ schedule (``-s``): update ``PINNED`` with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -174,18 +174,6 @@ def test_pinned_schedule_reproduces_the_bug(case: Case) -> None:
 @pytest.mark.parametrize("case", by_id(CASES))
 def test_pinned_schedule_passes_on_the_real_listener(case: Case) -> None:
     Explorer(ReplayChooser(case.pinned, strict=False)).run(case.scenario)
-
-
-@pytest.fixture
-def lock_checker() -> Iterator[None]:
-    from threadlisten.debug import clear_errors, reset_lockdep
-
-    clear_errors()
-    try:
-        yield
-    finally:
-        clear_errors()
-        reset_lockdep()
 
 
 @pytest.mark.allow_error_logs  # the checker's error, raised on the loop thread, is logged
