@@ -590,6 +590,11 @@ class Listener:
         From another thread it returns once the current batch (if any) has
         ended, and no callback starts after that.  It never waits for the loop.
 
+        Unlike libevent, it leaves the read event added: the loop thread
+        deletes it when its next dispatch finds the listener disabled (one
+        wake-up that accepts nothing), so a quick ``disable(); enable()``
+        touches neither the selector nor the loop (docs/threading.md).
+
         Raises:
             ListenerFreedError: after ``free()``.
 
