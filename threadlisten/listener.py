@@ -616,6 +616,9 @@ class Listener:
         Raises:
             TypeError: *cb* is neither callable nor None.
             ListenerFreedError: after ``free()``.
+            EventBaseClosedError: the base is closed and *cb* would arm an
+                enabled listener whose read event is not added (the pair is
+                set all the same).
 
         Thread-safety: any thread (THREADSAFE), including the callbacks; the
         next connection sees the new pair, never half of it.
