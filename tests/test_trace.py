@@ -186,6 +186,74 @@ def test_release_by_a_non_owner_raises_and_records_nothing() -> None:
 # ------------------------------------------------------------------ traced listeners
 
 
+def test_scenarios_trace_over_the_default_runtime() -> None:
+    """The scenarios wrap the default runtime, which in this suite is the
+    lock checker (the conftest turns it on), so each scenario test is also
+    a lock-checked run; the CLI, with the checker off, wraps the production
+    runtime."""
+    from threadlisten._trace_scenarios import _Stage
+
+    stage = _Stage()
+    try:
+        runtime = stage.base.runtime
+        assert isinstance(runtime, TraceRuntime)
+        assert runtime.inner is get_default_runtime()
+    finally:
+        stage.close()
+
+
+def test_a_trace_over_the_lock_checker_records_a_checked_run() -> None:
+    """``TraceRuntime(inner=DebugRuntime())``: the listener class is the
+    traced subclass of the checked one, each traced lock wraps a checked lock,
+    the batch is recorded as without the checker, and the checker is live:
+    it finds its own lock inside the traced one, so a read of guarded state
+    without the lock is reported (before ``wrapped`` it was silently off)."""
+    from threadlisten._debug_locks import DebugLock
+    from threadlisten.debug import DebugRuntime, LockDebugError, clear_errors, errors
+
+    rt = TraceRuntime(inner=DebugRuntime())
+    got = threading.Event()
+
+    def cb(lev: Listener, sock: socket.socket, address: Any, arg: Any) -> None:
+        sock.close()
+        got.set()
+
+    flags = LEV_OPT.THREADSAFE | LEV_OPT.CLOSE_ON_FREE
+    with EventBase(runtime=rt) as base:
+        lev = Listener.bind(base, ("127.0.0.1", 0), cb, flags=flags)
+        assert isinstance(lev._lock, TracingRLock)
+        assert isinstance(lev._lock.wrapped, DebugLock)
+        base.start_thread(name="loop")
+        with socket.create_connection(lev.socket.getsockname(), timeout=BOUND):
+            assert got.wait(BOUND)
+        settled = threading.Event()
+        base.call_soon_threadsafe(settled.set)
+        assert settled.wait(BOUND)
+        try:
+            with pytest.raises(LockDebugError, match=r"without its listener\.lock held"):
+                lev._cb  # noqa: B018 (the read is the test)
+        finally:
+            clear_errors()
+        lev.free()
+        base.stop(BOUND)
+    batch = [
+        (e.kind, e.value)
+        for e in rt.tracer.events
+        if e.thread == "loop" and e.kind not in ("loop_enter", "loop_exit")
+    ]
+    assert batch == [
+        ("dispatched", None),
+        ("lock.acquire", 1),
+        ("refcount", 2),
+        ("accepted", None),
+        ("callback_enter", None),
+        ("callback_exit", None),
+        ("refcount", 1),
+        ("lock.release", 0),
+    ]
+    assert errors() == []
+
+
 def test_traced_listener_records_its_whole_life() -> None:
     rt = TraceRuntime()
     tracer = rt.tracer

@@ -31,6 +31,7 @@ from typing import Any
 
 from threadlisten._flags import LEV_OPT
 from threadlisten._libevent_model import WAIT_FOR_CALLBACK, ModelBase, ModelListener
+from threadlisten._runtime import get_default_runtime
 from threadlisten.base import EventBase
 from threadlisten.listener import AcceptCallback, Listener
 from threadlisten.trace import TraceEvent, Tracer, TraceRuntime
@@ -158,7 +159,10 @@ class _Stage:
 
     def __init__(self) -> None:
         self.tracer = Tracer()
-        self.base = EventBase(runtime=TraceRuntime(self.tracer))
+        # Over the default runtime: the production one, or the lock checker
+        # when it is on (THREADLISTEN_LOCK_DEBUG, as in the test suite), so
+        # every scenario is also a lock-checked run.
+        self.base = EventBase(runtime=TraceRuntime(self.tracer, inner=get_default_runtime()))
         self.listener: Listener | None = None
         self.address: tuple[str, int] = ("127.0.0.1", 0)
         self._sockets: list[socket.socket] = []

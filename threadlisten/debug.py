@@ -381,6 +381,27 @@ class _OrderedCallerLock(LockWrapper):
         self._caller.release()
 
 
+def _tracked(lock: object) -> object:
+    """The checked lock inside *lock*: *lock* itself, or the first
+    ``TrackedLock`` down its chain of ``wrapped`` locks (a lock of a runtime
+    that wraps this one's, such as ``trace.TracingRLock`` over a
+    ``DebugLock`` when a ``TraceRuntime`` has a ``DebugRuntime`` inside).
+    *lock* when there is none."""
+    inner = lock
+    for _ in range(_MAX_WRAPPERS):
+        if isinstance(inner, TrackedLock):
+            return inner
+        inner = getattr(inner, "wrapped", None)
+        if inner is None:
+            break
+    return lock
+
+
+#: How many lock wrappers ``_tracked`` looks through (runtimes stack a few
+#: deep at most; the bound keeps a wrapper that wraps itself from looping).
+_MAX_WRAPPERS = 8
+
+
 def _make_checked_type(cls: type[Any]) -> type[Any]:
     parent_init = cls.__init__
     parent_repr = _lookup(cls, "__repr__")
@@ -397,10 +418,10 @@ def _make_checked_type(cls: type[Any]) -> type[Any]:
         self._dbg_guard = None
         self._dbg_affine = None
         parent_init(self, *args, **kwargs)
-        lock = self._lock
+        lock = _tracked(self._lock)
         if isinstance(lock, TrackedLock):
             lock.label = _listener_name(self)
-        if isinstance(lock, DebugLock) and self._caller_lock is not lock:
+        if isinstance(lock, DebugLock) and self._caller_lock is not self._lock:
             self._caller_lock = _OrderedCallerLock(self._caller_lock, lock)
         if self._flags & LEV_OPT.THREADSAFE:
             self._dbg_guard = lock if isinstance(lock, TrackedLock) else None
@@ -647,7 +668,7 @@ class DebugRuntime(Runtime):
 
     @staticmethod
     def _listener_lock(listener: Listener) -> TrackedLock | None:
-        lock = listener._lock
+        lock = _tracked(listener._lock)
         return lock if isinstance(lock, TrackedLock) else None
 
     def _listener_lock_held(self, info: dict[str, Any]) -> None:

@@ -50,6 +50,8 @@ comes before the next thread's acquire.
 from __future__ import annotations
 
 import contextlib
+import selectors
+import socket
 import threading
 import time
 import weakref
@@ -299,8 +301,16 @@ class TracingRLock(LockWrapper):
 
     __slots__ = ("_depth", "_lock", "_owner", "_tracer", "listener", "name")
 
-    def __init__(self, tracer: Tracer, name: str, listener: str | None = None) -> None:
-        self._lock = threading.RLock()
+    def __init__(
+        self,
+        tracer: Tracer,
+        name: str,
+        listener: str | None = None,
+        lock: LockLike | None = None,
+    ) -> None:
+        # *lock*: the recursive lock to trace (an inner runtime's ``rlock``);
+        # a new ``threading.RLock`` if None.
+        self._lock: LockLike = threading.RLock() if lock is None else lock
         self._tracer = tracer
         self.name = name
         self.listener = listener
@@ -342,6 +352,12 @@ class TracingRLock(LockWrapper):
     def held_by_me(self) -> bool:
         """Whether the calling thread holds the lock."""
         return self._owner == threading.get_ident()
+
+    @property
+    def wrapped(self) -> LockLike:
+        """The lock this one traces (so that a lock checker inside can find
+        its own lock: ``threadlisten.debug`` looks through ``wrapped``)."""
+        return self._lock
 
 
 def _callable_name(cb: object) -> str:
@@ -436,16 +452,27 @@ class TraceRuntime(Runtime):
 
     Args:
         tracer: where to record; a new ``Tracer`` if None.
+        inner: the runtime it wraps (default: a production ``Runtime``).  Its
+            recursive locks are the real locks inside the ``TracingRLock``
+            s, its ``point()`` runs after the recording, its listener class
+            is the one the traced class derives from, and its plain locks,
+            clock, selector, socket pairs and threads are used as they are.
+            So ``TraceRuntime(inner=threadlisten.debug.DebugRuntime())``
+            records a lock-checked run.
 
     Give it to ``EventBase(runtime=...)``, or make it the default with
-    ``tracing()``.  Everything but locks, points and the listener class is the
-    production runtime's.
+    ``tracing()``.
 
     Thread-safety: any thread.
     """
 
-    def __init__(self, tracer: Tracer | None = None) -> None:
+    def __init__(self, tracer: Tracer | None = None, inner: Runtime | None = None) -> None:
         self.tracer = Tracer() if tracer is None else tracer
+        self._inner = Runtime() if inner is None else inner
+        # The production point() does nothing: do not pay for calling it.
+        self._inner_point: Callable[..., None] | None = (
+            None if type(self._inner).point is Runtime.point else self._inner.point
+        )
         # Listener -> its label.  Weak, so tracing keeps no listener alive;
         # a leaf lock, since listeners are made and traced from any thread.
         self._labels: weakref.WeakKeyDictionary[Listener, str] = weakref.WeakKeyDictionary()
@@ -465,30 +492,63 @@ class TraceRuntime(Runtime):
         with self._labels_lock:
             return self._labels.get(listener)
 
+    @property
+    def inner(self) -> Runtime:
+        """The wrapped runtime.  Any thread."""
+        return self._inner
+
     def rlock(self, name: str) -> LockLike:
-        """Return a ``TracingRLock`` of lock class *name*."""
-        return TracingRLock(self.tracer, name)
+        """Return a ``TracingRLock`` of lock class *name* around the inner runtime's."""
+        return TracingRLock(self.tracer, name, lock=self._inner.rlock(name))
+
+    def lock(self, name: str) -> LockLike:
+        """Return the inner runtime's lock (not traced: gates and the base lock
+        never shape the story)."""
+        return self._inner.lock(name)
 
     def point(self, kind: str, **info: Any) -> None:
-        """Record the scheduling points that tell the lifecycle (see ``_POINT_EVENTS``)."""
+        """Record the scheduling points that tell the lifecycle (see
+        ``_POINT_EVENTS``), then run the inner runtime's point."""
         event_kind = _POINT_EVENTS.get(kind)
-        if event_kind is None:
-            return
-        label = self.label_of(info.get("listener"))
-        value = info.get("refcount")
-        detail = str(info.get("which", ""))
-        self.tracer.record(event_kind, label, value, detail)
+        if event_kind is not None:
+            label = self.label_of(info.get("listener"))
+            value = info.get("refcount")
+            detail = str(info.get("which", ""))
+            self.tracer.record(event_kind, label, value, detail)
+        if self._inner_point is not None:
+            self._inner_point(kind, **info)
+
+    def monotonic(self) -> float:
+        """Return the inner runtime's clock.  Any thread."""
+        return self._inner.monotonic()
+
+    def selector(self) -> selectors.BaseSelector:
+        """Return a new selector from the inner runtime.  Any thread."""
+        return self._inner.selector()
+
+    def socketpair(self) -> tuple[socket.socket, socket.socket]:
+        """Return a wake-up socket pair from the inner runtime.  Any thread."""
+        return self._inner.socketpair()
+
+    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        """Return a new, unstarted thread from the inner runtime.  Any thread."""
+        return self._inner.thread(target, name)
 
     def listener_type(self, cls: type[_T]) -> type[_T]:
-        """Return the traced subclass of *cls* (a ``Listener`` class)."""
-        if not isinstance(cls, type) or not issubclass(cls, Listener):
-            return cls
-        return _traced_type(cls)
+        """Return the traced subclass of the inner runtime's class for *cls*
+        (a ``Listener`` class)."""
+        inner_cls = self._inner.listener_type(cls)
+        if not isinstance(inner_cls, type) or not issubclass(inner_cls, Listener):
+            return inner_cls
+        return _traced_type(inner_cls)
 
 
 @contextlib.contextmanager
-def tracing(tracer: Tracer | None = None) -> Iterator[Tracer]:
+def tracing(tracer: Tracer | None = None, inner: Runtime | None = None) -> Iterator[Tracer]:
     """Make a ``TraceRuntime`` the default runtime for the ``with`` block; yield its tracer.
+
+    *inner* is the runtime it wraps (``TraceRuntime``'s argument): a
+    ``threadlisten.debug.DebugRuntime()`` to record a lock-checked run.
 
     Bases made inside the block (without an explicit ``runtime=``) are traced,
     and so are their listeners, for as long as they live.  The previous
@@ -497,7 +557,7 @@ def tracing(tracer: Tracer | None = None) -> Iterator[Tracer]:
     Thread-safety: the default runtime is process-wide; do not nest this in
     several threads at once.
     """
-    runtime = TraceRuntime(tracer)
+    runtime = TraceRuntime(tracer, inner)
     previous = set_default_runtime(runtime)
     try:
         yield runtime.tracer
