@@ -49,6 +49,18 @@ from threadlisten.trace import (
 BOUND = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 
+#: What the loop thread records for a batch that accepts one connection.
+ONE_CONNECTION_BATCH = [
+    ("dispatched", None),
+    ("lock.acquire", 1),
+    ("refcount", 2),
+    ("accepted", None),
+    ("callback_enter", None),
+    ("callback_exit", None),
+    ("refcount", 1),
+    ("lock.release", 0),
+]
+
 
 def kinds(events: list[TraceEvent], thread: str | None = None) -> list[str]:
     return [e.kind for e in events if thread is None or e.thread == thread]
@@ -241,16 +253,7 @@ def test_a_trace_over_the_lock_checker_records_a_checked_run() -> None:
         for e in rt.tracer.events
         if e.thread == "loop" and e.kind not in ("loop_enter", "loop_exit")
     ]
-    assert batch == [
-        ("dispatched", None),
-        ("lock.acquire", 1),
-        ("refcount", 2),
-        ("accepted", None),
-        ("callback_enter", None),
-        ("callback_exit", None),
-        ("refcount", 1),
-        ("lock.release", 0),
-    ]
+    assert batch == ONE_CONNECTION_BATCH
     assert errors() == []
 
 
@@ -297,16 +300,7 @@ def test_traced_listener_records_its_whole_life() -> None:
         for e in events
         if e.thread == "loop" and e.kind not in ("loop_enter", "loop_exit")
     ]
-    assert batch == [
-        ("dispatched", None),
-        ("lock.acquire", 1),
-        ("refcount", 2),
-        ("accepted", None),
-        ("callback_enter", None),
-        ("callback_exit", None),
-        ("refcount", 1),
-        ("lock.release", 0),
-    ]
+    assert batch == ONE_CONNECTION_BATCH
     mine = [e.kind for e in events if e.thread == me]
     tail = mine[len(mine) - 1 - mine[::-1].index("disable") :]
     assert tail == [

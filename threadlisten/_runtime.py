@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 __all__ = [
     "POINT_KINDS",
     "DelegatingLock",
+    "DelegatingRuntime",
     "LockLike",
     "LockWrapper",
     "Runtime",
@@ -197,6 +198,67 @@ class Runtime:
         with seeded bugs.  Nothing in production pays for either.
         """
         return cls
+
+
+class DelegatingRuntime(Runtime):
+    """A runtime built on another: every service is the inner runtime's until
+    a subclass overrides it (the lock checker, the tracer).
+
+    Args:
+        inner: the runtime it wraps (default: a production ``Runtime``), the
+            way libevent's debug locks wrap whatever lock callbacks were
+            installed before; wrappers stack (``TraceRuntime(inner=
+            DebugRuntime())``).
+
+    A subclass that overrides ``point`` calls ``self._inner_point`` (None
+    when the inner point is the production no-op, so it costs nothing).
+
+    Thread-safety: every method may be called from any thread.
+    """
+
+    def __init__(self, inner: Runtime | None = None) -> None:
+        self._inner = Runtime() if inner is None else inner
+        self._inner_point: Callable[..., None] | None = (
+            None if type(self._inner).point is Runtime.point else self._inner.point
+        )
+
+    @property
+    def inner(self) -> Runtime:
+        """The wrapped runtime (libevent's ``original_lock_fns_``).  Any thread."""
+        return self._inner
+
+    def rlock(self, name: str) -> LockLike:
+        """Return the inner runtime's recursive lock of class *name*."""
+        return self._inner.rlock(name)
+
+    def lock(self, name: str) -> LockLike:
+        """Return the inner runtime's non-recursive lock of class *name*."""
+        return self._inner.lock(name)
+
+    def point(self, kind: str, **info: Any) -> None:
+        """Run the inner runtime's scheduling point."""
+        if self._inner_point is not None:
+            self._inner_point(kind, **info)
+
+    def monotonic(self) -> float:
+        """Return the inner runtime's clock."""
+        return self._inner.monotonic()
+
+    def selector(self) -> selectors.BaseSelector:
+        """Return a new selector from the inner runtime."""
+        return self._inner.selector()
+
+    def socketpair(self) -> tuple[socket.socket, socket.socket]:
+        """Return a wake-up socket pair from the inner runtime."""
+        return self._inner.socketpair()
+
+    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        """Return a new, unstarted thread from the inner runtime."""
+        return self._inner.thread(target, name)
+
+    def listener_type(self, cls: type[_T]) -> type[_T]:
+        """Return the inner runtime's listener class for *cls*."""
+        return self._inner.listener_type(cls)
 
 
 _default_runtime: Runtime = Runtime()

@@ -92,8 +92,6 @@ import contextlib
 import functools
 import gc
 import os
-import selectors
-import socket
 import threading
 import types
 import weakref
@@ -120,6 +118,7 @@ from threadlisten._debug_locks import (
 from threadlisten._flags import LEV_OPT
 from threadlisten._lockdep import Edge, LockdepReport, LockGraph, LockOrderError
 from threadlisten._runtime import (
+    DelegatingRuntime,
     LockLike,
     LockWrapper,
     Runtime,
@@ -492,7 +491,7 @@ def checked_listener_type(cls: type[_T]) -> type[_T]:
 # ---------------------------------------------------------------- the runtime
 
 
-class DebugRuntime(Runtime):
+class DebugRuntime(DelegatingRuntime):
     """A ``Runtime`` whose locks, listener class and scheduling points are checked.
 
     Args:
@@ -519,14 +518,8 @@ class DebugRuntime(Runtime):
     def __init__(
         self, inner: Runtime | None = None, *, lock_wait_timeout: float | None = 60.0
     ) -> None:
-        super().__init__()
-        self._inner = Runtime() if inner is None else inner
+        super().__init__(inner)
         self._wait_limit = lock_wait_timeout
-        inner_point = self._inner.point
-        # The production point() does nothing: do not pay for calling it.
-        self._inner_point: Callable[..., None] | None = (
-            None if type(self._inner).point is Runtime.point else inner_point
-        )
         self._dispatch: weakref.WeakKeyDictionary[EventBase, PseudoLock] = (
             weakref.WeakKeyDictionary()
         )
@@ -548,11 +541,6 @@ class DebugRuntime(Runtime):
             "event.register": self._event_base_lock_held,
             "event.unregister": self._event_base_lock_held,
         }
-
-    @property
-    def inner(self) -> Runtime:
-        """The wrapped runtime (libevent's ``original_lock_fns_``).  Any thread."""
-        return self._inner
 
     # ------------------------------------------------------------ locks
 
@@ -592,24 +580,6 @@ class DebugRuntime(Runtime):
                 pseudo = self._dispatch[base] = PseudoLock("base.dispatch", _graph)
                 pseudo.label = f"loop of base at {id(base):#x}"
             return pseudo
-
-    # -------------------------------------------------- delegated services
-
-    def monotonic(self) -> float:
-        """Return the inner runtime's clock.  Any thread."""
-        return self._inner.monotonic()
-
-    def selector(self) -> selectors.BaseSelector:
-        """Return a new selector from the inner runtime.  Any thread."""
-        return self._inner.selector()
-
-    def socketpair(self) -> tuple[socket.socket, socket.socket]:
-        """Return a wake-up socket pair from the inner runtime.  Any thread."""
-        return self._inner.socketpair()
-
-    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
-        """Return a new, unstarted thread from the inner runtime.  Any thread."""
-        return self._inner.thread(target, name)
 
     def listener_type(self, cls: type[_T]) -> type[_T]:
         """Return the checked subclass of the inner runtime's listener class for *cls*.

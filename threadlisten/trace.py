@@ -50,15 +50,19 @@ comes before the next thread's acquire.
 from __future__ import annotations
 
 import contextlib
-import selectors
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar, cast
 
-from threadlisten._runtime import LockLike, LockWrapper, Runtime, set_default_runtime
+from threadlisten._runtime import (
+    DelegatingRuntime,
+    LockLike,
+    LockWrapper,
+    Runtime,
+    set_default_runtime,
+)
 from threadlisten.listener import AcceptCallback, ErrorCallback, Listener
 
 __all__ = [
@@ -447,7 +451,7 @@ def _traced_type(cls: type[_T]) -> type[_T]:
         return cast("type[_T]", traced)
 
 
-class TraceRuntime(Runtime):
+class TraceRuntime(DelegatingRuntime):
     """A ``Runtime`` that records a listener's lifecycle on a ``Tracer``.
 
     Args:
@@ -467,12 +471,8 @@ class TraceRuntime(Runtime):
     """
 
     def __init__(self, tracer: Tracer | None = None, inner: Runtime | None = None) -> None:
+        super().__init__(inner)
         self.tracer = Tracer() if tracer is None else tracer
-        self._inner = Runtime() if inner is None else inner
-        # The production point() does nothing: do not pay for calling it.
-        self._inner_point: Callable[..., None] | None = (
-            None if type(self._inner).point is Runtime.point else self._inner.point
-        )
         # Listener -> its label.  Weak, so tracing keeps no listener alive;
         # a leaf lock, since listeners are made and traced from any thread.
         self._labels: weakref.WeakKeyDictionary[Listener, str] = weakref.WeakKeyDictionary()
@@ -492,19 +492,9 @@ class TraceRuntime(Runtime):
         with self._labels_lock:
             return self._labels.get(listener)
 
-    @property
-    def inner(self) -> Runtime:
-        """The wrapped runtime.  Any thread."""
-        return self._inner
-
     def rlock(self, name: str) -> LockLike:
         """Return a ``TracingRLock`` of lock class *name* around the inner runtime's."""
         return TracingRLock(self.tracer, name, lock=self._inner.rlock(name))
-
-    def lock(self, name: str) -> LockLike:
-        """Return the inner runtime's lock (not traced: gates and the base lock
-        never shape the story)."""
-        return self._inner.lock(name)
 
     def point(self, kind: str, **info: Any) -> None:
         """Record the scheduling points that tell the lifecycle (see
@@ -517,22 +507,6 @@ class TraceRuntime(Runtime):
             self.tracer.record(event_kind, label, value, detail)
         if self._inner_point is not None:
             self._inner_point(kind, **info)
-
-    def monotonic(self) -> float:
-        """Return the inner runtime's clock.  Any thread."""
-        return self._inner.monotonic()
-
-    def selector(self) -> selectors.BaseSelector:
-        """Return a new selector from the inner runtime.  Any thread."""
-        return self._inner.selector()
-
-    def socketpair(self) -> tuple[socket.socket, socket.socket]:
-        """Return a wake-up socket pair from the inner runtime.  Any thread."""
-        return self._inner.socketpair()
-
-    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
-        """Return a new, unstarted thread from the inner runtime.  Any thread."""
-        return self._inner.thread(target, name)
 
     def listener_type(self, cls: type[_T]) -> type[_T]:
         """Return the traced subclass of the inner runtime's class for *cls*

@@ -119,7 +119,13 @@ from hypothesis.stateful import (
 import threadlisten.debug
 from threadlisten import LEV_OPT, EventBase, Listener, ListenerFreedError
 from threadlisten._accept_errors import AcceptErrorClass, classify
-from threadlisten._runtime import LockLike, LockWrapper, Runtime, get_default_runtime
+from threadlisten._runtime import (
+    DelegatingRuntime,
+    LockLike,
+    LockWrapper,
+    Runtime,
+    get_default_runtime,
+)
 from threadlisten.listener import logger as listener_logger
 
 from .model import (
@@ -330,13 +336,13 @@ class ListenerTrace:
     problems: list[str] = field(default_factory=list)
 
 
-class MachineRuntime(Runtime):
+class MachineRuntime(DelegatingRuntime):
     """The runtime of one example: delegates to the default runtime, hands out
     owner-tracking listener locks, traces the listener scheduling points, and
     can hold the loop thread in a listener's dispatch window."""
 
     def __init__(self, inner: Runtime, channel: ErrorChannel) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._channel = channel
         self._mutex = threading.Lock()  # a leaf lock: guards the fields below
         self._traces: dict[object, ListenerTrace] = {}
@@ -355,24 +361,6 @@ class MachineRuntime(Runtime):
         lock = inner if isinstance(inner, OwnedLock) else TrackedRLock(inner, self._channel)
         self._local.last_listener_lock = lock
         return lock
-
-    def lock(self, name: str) -> LockLike:
-        return self._inner.lock(name)
-
-    def monotonic(self) -> float:
-        return self._inner.monotonic()
-
-    def selector(self) -> Any:
-        return self._inner.selector()
-
-    def socketpair(self) -> tuple[socket.socket, socket.socket]:
-        return self._inner.socketpair()
-
-    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
-        return self._inner.thread(target, name)
-
-    def listener_type(self, cls: type[_T]) -> type[_T]:
-        return self._inner.listener_type(cls)
 
     def point(self, kind: str, **info: Any) -> None:
         hold = None
