@@ -13,16 +13,16 @@ folder on ``sys.path``.
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from typing import Any
+
+from tlbench.loopback import rst_clients
 
 from threadlisten import DEFAULT_MAX_ACCEPTS, LEV_OPT, EventBase, Listener
 from threadlisten._runtime import Runtime
 
 #: Seconds after which a burst that has not drained ends the loop (and fails).
 DRAIN_TIMEOUT = 60.0
-_LINGER_0 = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT, ports never run out
 
 
 def burst_rate(
@@ -59,14 +59,9 @@ def burst_rate(
             backlog=burst,
             max_accepts=max_accepts,
         )
-        port = lev.socket.getsockname()[1]
-        clients = []
+        clients: list[socket.socket] = []
         try:
-            for _ in range(burst):
-                c = socket.socket()
-                clients.append(c)
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
-                c.connect(("127.0.0.1", port))
+            clients = rst_clients(lev.socket.getsockname()[1], burst)
             base.loopexit(DRAIN_TIMEOUT)  # bounds the loop if something breaks
             start = time.perf_counter()
             base.loop()

@@ -34,7 +34,6 @@ import json
 import selectors
 import socket
 import statistics
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -43,8 +42,8 @@ from typing import Any
 
 import threadlisten
 from threadlisten import LEV_OPT, EventBase, Listener
+from tlbench.loopback import rst_clients
 
-_LINGER_0 = struct.pack("ii", 1, 0)
 #: Seconds a drain may take before it counts as hung.
 DRAIN_TIMEOUT = 60.0
 #: max_accepts of the "no batch bound" row: above any burst.
@@ -71,16 +70,6 @@ def load_listener(path: Path) -> type[Listener]:
     return cls
 
 
-def _clients(port: int, n: int) -> list[socket.socket]:
-    out = []
-    for _ in range(n):
-        c = socket.socket()
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
-        c.connect(("127.0.0.1", port))
-        out.append(c)
-    return out
-
-
 def listener_drain(
     cls: type[Listener], flags: LEV_OPT, max_accepts: int = threadlisten.DEFAULT_MAX_ACCEPTS
 ) -> Drain:
@@ -105,7 +94,7 @@ def listener_drain(
                 backlog=n,
                 max_accepts=max_accepts,
             )
-            clients = _clients(lev.socket.getsockname()[1], n)
+            clients = rst_clients(lev.socket.getsockname()[1], n)
             try:
                 base.loopexit(DRAIN_TIMEOUT)  # bounds the loop if something breaks
                 w0, c0 = time.perf_counter(), time.thread_time()
@@ -133,7 +122,7 @@ def floor_drain(raw: bool, setblocking: bool = False) -> Drain:
         server.setblocking(False)
         sel = selectors.DefaultSelector()
         sel.register(server, selectors.EVENT_READ)
-        clients = _clients(server.getsockname()[1], n)
+        clients = rst_clients(server.getsockname()[1], n)
         count = 0
 
         def handler(conn: socket.socket, addr: Any) -> None:
@@ -195,7 +184,7 @@ def asyncio_drain(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> Drain:
         try:
             server = loop.run_until_complete(loop.create_server(Close, "127.0.0.1", 0, backlog=n))
             port = server.sockets[0].getsockname()[1]
-            clients = _clients(port, n)
+            clients = rst_clients(port, n)
             try:
                 w0, c0 = time.perf_counter(), time.thread_time()
                 loop.run_until_complete(asyncio.wait_for(done, DRAIN_TIMEOUT))

@@ -42,7 +42,6 @@ import json
 import selectors
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import threading
@@ -50,47 +49,32 @@ import time
 import timeit
 from collections import Counter
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from threadlisten import LEV_OPT, EventBase, Listener
-from threadlisten._runtime import LockLike, Runtime
+from threadlisten._runtime import DelegatingLock, LockLike, Runtime
+from tlbench.loopback import rst_clients
 
-_LINGER_0 = struct.pack("ii", 1, 0)
 #: Seconds a drain may take: far above what one needs.
 DRAIN_TIMEOUT = 60.0
 #: Seconds of steady load for the steady-mode batch sizes.
 STEADY_SECONDS = 1.0
 
 
-class CountingLock:
+class CountingLock(DelegatingLock):
     """A lock that counts its acquisitions into a shared ``Counter`` under its class name."""
 
+    __slots__ = ("_counts", "_name")
+
     def __init__(self, inner: LockLike, name: str, counts: Counter[str]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._name = name
         self._counts = counts
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the wrapped lock and count it."""
         self._counts[self._name] += 1
-        return self._inner.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        """Release the wrapped lock."""
-        self._inner.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
+        return self._lock.acquire(blocking, timeout)
 
 
 class CountingRuntime(Runtime):
@@ -143,16 +127,6 @@ class CountingRuntime(Runtime):
         return inner
 
 
-def _connect(port: int, n: int) -> list[socket.socket]:
-    clients = []
-    for _ in range(n):
-        c = socket.socket()
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
-        c.connect(("127.0.0.1", port))
-        clients.append(c)
-    return clients
-
-
 def _close(clients: list[socket.socket]) -> None:
     for c in clients:
         c.close()
@@ -188,7 +162,7 @@ def drain_listener(
         lev = Listener.bind(
             base, ("127.0.0.1", 0), on_accept, flags=flags | LEV_OPT.CLOSE_ON_FREE, backlog=burst
         )
-        clients = _connect(lev.socket.getsockname()[1], burst)
+        clients = rst_clients(lev.socket.getsockname()[1], burst)
         try:
             a0 = allocs.count() if allocs else 0
             t0 = time.perf_counter()
@@ -221,7 +195,7 @@ def drain_floor(
     server.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(server, selectors.EVENT_READ)
-    clients = _connect(server.getsockname()[1], burst)
+    clients = rst_clients(server.getsockname()[1], burst)
 
     def handler(conn: socket.socket, addr: Any) -> None:
         nonlocal count
