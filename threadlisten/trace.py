@@ -295,12 +295,21 @@ class TracingRLock(LockWrapper):
     while the lock is still held, so the next holder's ``lock.acquire``
     always comes after it in the trace.
 
+    Args:
+        tracer: where to record.
+        name: the lock class (``"listener.lock"``).
+        listener: the listener's label, if already known.
+        lock: the recursive lock to trace, such as an inner runtime's
+            ``rlock()`` (a ``DebugLock`` under the lock checker); a new
+            ``threading.RLock`` if None.  ``wrapped`` returns it.
+
     Attributes:
         name: the lock class (``"listener.lock"``).
         listener: the label of the listener it guards (set by the traced
             listener once it has one; None before).
 
-    Thread-safety: as ``threading.RLock``.
+    Thread-safety: as ``threading.RLock``.  No libevent counterpart
+    (libevent's lock debugging, ``threadlisten.debug``, checks; this records).
     """
 
     __slots__ = ("_depth", "_lock", "_owner", "_tracer", "listener", "name")
@@ -312,8 +321,6 @@ class TracingRLock(LockWrapper):
         listener: str | None = None,
         lock: LockLike | None = None,
     ) -> None:
-        # *lock*: the recursive lock to trace (an inner runtime's ``rlock``);
-        # a new ``threading.RLock`` if None.
         self._lock: LockLike = threading.RLock() if lock is None else lock
         self._tracer = tracer
         self.name = name
@@ -457,8 +464,8 @@ class TraceRuntime(DelegatingRuntime):
     Args:
         tracer: where to record; a new ``Tracer`` if None.
         inner: the runtime it wraps (default: a production ``Runtime``).  Its
-            recursive locks are the real locks inside the ``TracingRLock``
-            s, its ``point()`` runs after the recording, its listener class
+            recursive locks are the real locks inside its ``TracingRLock``
+            objects, its ``point()`` runs after the recording, its listener class
             is the one the traced class derives from, and its plain locks,
             clock, selector, socket pairs and threads are used as they are.
             So ``TraceRuntime(inner=threadlisten.debug.DebugRuntime())``
@@ -467,7 +474,8 @@ class TraceRuntime(DelegatingRuntime):
     Give it to ``EventBase(runtime=...)``, or make it the default with
     ``tracing()``.
 
-    Thread-safety: any thread.
+    Thread-safety: any thread.  No libevent counterpart (libevent has no
+    tracer; its ``evthread_enable_lock_debugging`` is ``DebugRuntime``).
     """
 
     def __init__(self, tracer: Tracer | None = None, inner: Runtime | None = None) -> None:
